@@ -302,7 +302,7 @@ def _vip(raw: Any, i: int, geo: Geometry) -> Vip:
     address = _ip(v["address"], f"{path}.address")
     port = _int(v.get("port"), f"{path}.port", 0, 0xFFFF)
     proto = v.get("protocol", "tcp")
-    if proto not in PROTOCOLS:
+    if not isinstance(proto, str) or proto not in PROTOCOLS:
         raise ConfigError(
             f"{path}.protocol: unknown protocol {proto!r} (expected one of {sorted(PROTOCOLS)})"
         )

@@ -1,0 +1,196 @@
+"""The ``l4lb`` command line: demo, vectors, maglev, trace, rtl, generate, synth, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from model.config import ConfigError, load_config
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "default.toml"
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {}
+
+
+def command(name: str, help: str):
+    """Register a subcommand: the decorated function takes a parser and returns a handler."""
+    def wrap(setup: Callable[[argparse.ArgumentParser], Handler]):
+        def add_args(p: argparse.ArgumentParser) -> None:
+            p.set_defaults(_handler=setup(p))
+        _COMMANDS[name] = (None, add_args, help)  # type: ignore[assignment]
+        return setup
+    return wrap
+
+
+def _config_arg(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    if optional:
+        p.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                       help="TOML config (default: examples/default.toml)")
+    else:
+        p.add_argument("config", help="TOML config file")
+
+
+# ---- demo -------------------------------------------------------------------------
+
+@command("demo", "run the shipped default config end to end and print a summary")
+def _demo(p: argparse.ArgumentParser) -> Handler:
+    _config_arg(p, optional=True)
+    p.add_argument("--connections", type=int, default=20_000)
+
+    def run(a: argparse.Namespace) -> int:
+        from model.maglev import build_table, imbalance
+        from model.trace import TraceParams, replay
+        from model.vectors import build_scenario, replay_scenario
+
+        cfg = load_config(a.config)
+        g = cfg.geometry
+        print(f"l4lb demo: config {cfg.name!r} ({cfg.source})")
+        print(f"  ConnTable: {g.stages} stages x {g.slots} words x {g.conn_word_bits} bits"
+              f" (digest {g.digest_bits}, version {g.version_bits})")
+        print(f"  Maglev: M={g.maglev_size}, {g.pool_slots} pool slots; "
+              f"{len(cfg.vips)} VIPs, {len(cfg.all_dips)} DIPs")
+        for v in cfg.vips:
+            t = build_table(list(v.dips), g.maglev_size, cfg.salts)
+            w = [d.weight for d in v.dips]
+            print(f"  VIP {v.name:8s} {v.address_str}:{v.port}/{v.protocol_name}: "
+                  f"{len(v.dips)} DIPs, Maglev imbalance {imbalance(t, len(v.dips), w):.3f}")
+        t0 = time.perf_counter()
+        scen = build_scenario(cfg)
+        bad = replay_scenario(scen)
+        print(f"  vectors: {len(scen.packets)} packets, {len(scen.writes)} table writes, "
+              f"replay mismatches {len(bad)} ({time.perf_counter() - t0:.2f} s)")
+        for two_phase in (True, False):
+            r = replay(cfg, TraceParams(connections=a.connections, updates=20,
+                                        two_phase=two_phase))
+            label = "two-phase commit" if two_phase else "commit disabled "
+            print(f"  trace, {label}: {r.summary()}")
+        return 0
+    return run
+
+
+# ---- vectors ----------------------------------------------------------------------
+
+@command("vectors", "write memory images and packet vectors (docs/vectors.md)")
+def _vectors(p: argparse.ArgumentParser) -> Handler:
+    _config_arg(p)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--connections", type=int, default=300)
+    p.add_argument("--updates", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+
+    def run(a: argparse.Namespace) -> int:
+        from model.vectors import build_scenario, write_vectors
+
+        cfg = load_config(a.config)
+        scen = build_scenario(cfg, connections=a.connections, updates=a.updates, seed=a.seed)
+        man = write_vectors(scen, a.output)
+        print(f"wrote {man.parent}: {len(scen.packets)} packets, {len(scen.writes)} writes, "
+              f"{len(scen.initial)} memory images")
+        return 0
+    return run
+
+
+# ---- maglev -----------------------------------------------------------------------
+
+@command("maglev", "print the Maglev table share per DIP and the imbalance of each VIP")
+def _maglev(p: argparse.ArgumentParser) -> Handler:
+    _config_arg(p)
+    p.add_argument("--top", type=int, default=20, help="DIPs listed per VIP")
+
+    def run(a: argparse.Namespace) -> int:
+        from model.maglev import build_table, imbalance, shares
+
+        cfg = load_config(a.config)
+        M = cfg.geometry.maglev_size
+        for v in cfg.vips:
+            t0 = time.perf_counter()
+            table = build_table(list(v.dips), M, cfg.salts)
+            dt = time.perf_counter() - t0
+            w = [d.weight for d in v.dips]
+            sh = shares(table, len(v.dips))
+            print(f"VIP {v.name} {v.address_str}:{v.port}/{v.protocol_name}: "
+                  f"M={M}, {len(v.dips)} DIPs, imbalance {imbalance(table, len(v.dips), w):.4f}"
+                  f" (max share / ideal share), built in {dt * 1e3:.1f} ms")
+            total_w = sum(w)
+            for i, d in enumerate(v.dips[:a.top]):
+                ideal = d.weight / total_w
+                print(f"  {str(d):22s} weight {d.weight:3d}  share {sh[i]:8.4%}  "
+                      f"ideal {ideal:8.4%}  ratio {sh[i] / ideal:.4f}")
+            if len(v.dips) > a.top:
+                print(f"  ... {len(v.dips) - a.top} more")
+        return 0
+    return run
+
+
+# ---- trace ------------------------------------------------------------------------
+
+@command("trace", "replay a churn trace and report PCC violations and occupancy")
+def _trace(p: argparse.ArgumentParser) -> Handler:
+    _config_arg(p, optional=True)
+    p.add_argument("--connections", type=int, default=100_000)
+    p.add_argument("--updates", type=int, default=50)
+    p.add_argument("--no-commit", action="store_true", help="disable the two-phase commit")
+    p.add_argument("--seed", type=int, default=1)
+
+    def run(a: argparse.Namespace) -> int:
+        from model.trace import TraceParams, replay
+
+        cfg = load_config(a.config)
+        r = replay(cfg, TraceParams(connections=a.connections, updates=a.updates,
+                                    two_phase=not a.no_commit, seed=a.seed))
+        print(r.summary())
+        return 0
+    return run
+
+
+def _optional(name: str, module: str, attr: str, help: str, extra=None) -> None:
+    """Subcommands implemented by other layers (hdl, codegen, scripts)."""
+
+    @command(name, help)
+    def _setup(p: argparse.ArgumentParser) -> Handler:
+        if extra:
+            extra(p)
+
+        def run(a: argparse.Namespace) -> int:
+            import importlib
+            fn = getattr(importlib.import_module(module), attr)
+            return int(fn(a) or 0)
+        return run
+
+
+def _out_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+
+
+_optional("rtl", "hdl.export", "cli_rtl", "write the Verilog of the RTL core", _out_args)
+_optional("generate", "codegen.generate", "cli_generate",
+          "write rtl/, p4/ (v1model, tna, entries) and hls/ in one go", _out_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l4lb", description="Stateful L4 load balancer: model, RTL, P4 and HLS C++ "
+                                 "generated from one description.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, add_args, help) in _COMMANDS.items():
+        add_args(sub.add_parser(name, help=help, description=help))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a._handler(a)
+    except ConfigError as e:
+        print(f"l4lb: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The data plane: what every target does to one packet, given the memories.
+
+:meth:`DataPlane.process` is the specification. It reads only :class:`Memories`
+(the word-exact hardware state) and performs, in order:
+
+1. VIP match: the lowest-indexed valid ``vip`` entry equal to (dst ip, dst port, proto).
+   No match: :attr:`Action.FORWARD`, all other decision fields zero.
+2. Hashes (model.hashing): stage indices, digest, Maglev index, TransitTable indices.
+3. ConnTable: first stage whose word is valid with a matching digest (model.conntable).
+4. Version: hit -> the stored version. Miss -> by the VIP's phase (``vip_state``):
+   IDLE: cur_version; RECORD: cur_version, and every TransitTable bit of the key is set;
+   FLIP: old_version if all TransitTable bits of the key are set (``transit_hit``),
+   else cur_version.
+5. ``slot_map[vip_id << V | version]``: not valid -> :attr:`Action.DROP` (no learn).
+6. ``dip = maglev[slot * M + maglev_index]``; ``dip_ip, dip_port = dip table[dip]``.
+7. :attr:`Action.LB`; ``learn`` = miss; ``close`` = hit and TCP with FIN or RST.
+
+Packets are processed strictly in order; a TransitTable bit set by one packet is seen by
+the next. A control-plane write lands between two packets (vector files say where).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .config import Config
+from .conntable import lookup_batch, lookup_words
+from .hashing import FIELDS, FiveTuple, Hasher
+from .layout import (
+    Action,
+    Memories,
+    Phase,
+    unpack_dip,
+    unpack_slot,
+    unpack_vip_state,
+)
+
+__all__ = ["Packet", "Decision", "DataPlane", "TCP_FIN", "TCP_RST", "TCP_SYN"]
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+
+
+@dataclass(frozen=True)
+class Packet:
+    """The parsed header vector the data plane sees (5-tuple + TCP flags)."""
+
+    src_ip: int
+    dst_ip: int
+    src_port: int
+    dst_port: int
+    proto: int
+    tcp_flags: int = 0
+
+    @property
+    def key(self) -> FiveTuple:
+        return FiveTuple(self.src_ip, self.dst_ip, self.src_port, self.dst_port, self.proto)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The data plane's verdict on one packet; field order is the vector file's."""
+
+    action: int = Action.FORWARD
+    vip_id: int = 0
+    hit: int = 0
+    stage: int = 0
+    version: int = 0
+    transit_hit: int = 0
+    slot: int = 0
+    dip: int = 0
+    dip_ip: int = 0
+    dip_port: int = 0
+    learn: int = 0
+    close: int = 0
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return tuple(int(getattr(self, f.name)) for f in fields(self))
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: int(v) for k, v in asdict(self).items()}
+
+    def out_dst(self, pkt: Packet) -> tuple[int, int]:
+        """Destination (ip, port) of the emitted packet (rewritten when LB)."""
+        if self.action == Action.LB:
+            return self.dip_ip, self.dip_port
+        return pkt.dst_ip, pkt.dst_port
+
+
+DECISION_FIELDS = tuple(f.name for f in fields(Decision))
+
+
+class DataPlane:
+    """Packet-by-packet (and batch) execution of the data-plane specification."""
+
+    def __init__(self, cfg: Config, mem: Memories, hasher: Hasher | None = None):
+        self.cfg = cfg
+        self.geo = cfg.geometry
+        self.mem = mem
+        self.hasher = hasher or Hasher(cfg)
+
+    # ---- scalar --------------------------------------------------------------------
+    def vip_match(self, dst_ip: int, dst_port: int, proto: int) -> int | None:
+        """Index of the first valid VIP entry matching, or None."""
+        want = (1 << 56) | (dst_ip << 24) | (dst_port << 8) | proto
+        hits = np.flatnonzero(self.mem["vip"] == want)
+        return int(hits[0]) if len(hits) else None
+
+    def process(self, pkt: Packet) -> Decision:
+        """Decide one packet; may set TransitTable bits (RECORD phase)."""
+        geo, mem, h = self.geo, self.mem, self.hasher
+        vip_id = self.vip_match(pkt.dst_ip, pkt.dst_port, pkt.proto)
+        if vip_id is None:
+            return Decision()
+        key = pkt.key
+        idx = h.stage_indices(key)
+        words = [mem.read(f"conn{i}", idx[i]) for i in range(geo.stages)]
+        hit, stage, version = lookup_words(geo, words, h.digest(key))
+        transit_hit = 0
+        if not hit:
+            phase, old_v, cur_v = unpack_vip_state(geo, mem.read("vip_state", vip_id))
+            version = cur_v
+            tidx = h.transit_indices(key)
+            if phase == Phase.RECORD:
+                for j, t in enumerate(tidx):
+                    mem.arrays[f"transit{j}"][t] = 1
+            elif phase == Phase.FLIP:
+                transit_hit = int(all(mem.read(f"transit{j}", t) for j, t in enumerate(tidx)))
+                if transit_hit:
+                    version = old_v
+        return self._finish(pkt, vip_id, int(hit), stage, version, transit_hit,
+                            h.maglev_index(key))
+
+    def _finish(self, pkt: Packet, vip_id: int, hit: int, stage: int, version: int,
+                transit_hit: int, mag_idx: int) -> Decision:
+        geo, mem = self.geo, self.mem
+        valid, slot = unpack_slot(geo, mem.read("slot_map", (vip_id << geo.version_bits)
+                                                | version))
+        if not valid:
+            return Decision(action=Action.DROP, vip_id=vip_id, hit=hit, stage=stage,
+                            version=version, transit_hit=transit_hit)
+        dip = mem.read("maglev", slot * geo.maglev_size + mag_idx)
+        dip_ip, dip_port = unpack_dip(mem.read("dip", dip))
+        close = int(bool(hit) and pkt.proto == 6 and bool(pkt.tcp_flags & (TCP_FIN | TCP_RST)))
+        return Decision(action=Action.LB, vip_id=vip_id, hit=hit, stage=stage,
+                        version=version, transit_hit=transit_hit, slot=slot, dip=dip,
+                        dip_ip=dip_ip, dip_port=dip_port, learn=int(not hit), close=close)
+
+    # ---- batch ---------------------------------------------------------------------
+    def process_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Vectorised :meth:`process` for arrays ``src_ip .. proto, tcp_flags``.
+
+        Returns one array per :class:`Decision` field. Equal to calling
+        :meth:`process` on each row in order, including TransitTable updates.
+        """
+        geo, mem = self.geo, self.mem
+        n = len(arrays["src_ip"])
+        a = {f: np.asarray(arrays[f], dtype=np.int64) for f in FIELDS}
+        flags = np.asarray(arrays.get("tcp_flags", np.zeros(n)), dtype=np.int64)
+        out = {f: np.zeros(n, dtype=np.int64) for f in DECISION_FIELDS}
+
+        vip_words = mem["vip"]
+        want = (1 << 56) | (a["dst_ip"] << 24) | (a["dst_port"] << 8) | a["proto"]
+        # first matching VIP entry (lowest index) via a sorted lookup of valid entries
+        valid_ids = np.flatnonzero(vip_words >> 56 & 1)
+        vip_id = np.full(n, -1, dtype=np.int64)
+        if len(valid_ids):
+            order = np.lexsort((valid_ids, vip_words[valid_ids]))
+            sorted_words = vip_words[valid_ids][order]
+            sorted_ids = valid_ids[order]
+            # keep the first (lowest id) of equal words
+            first = np.ones(len(sorted_words), dtype=bool)
+            first[1:] = sorted_words[1:] != sorted_words[:-1]
+            sorted_words, sorted_ids = sorted_words[first], sorted_ids[first]
+            pos = np.searchsorted(sorted_words, want)
+            pos_c = np.minimum(pos, len(sorted_words) - 1)
+            found = sorted_words[pos_c] == want
+            vip_id[found] = sorted_ids[pos_c[found]]
+        is_vip = vip_id >= 0
+        rows = np.flatnonzero(is_vip)
+        if len(rows) == 0:
+            return out
+        sub = {f: a[f][rows] for f in FIELDS}
+        hs = self.hasher.batch(sub)
+        hit, stage, version = lookup_batch(geo, mem, hs["stage"], hs["digest"])
+        vid = vip_id[rows]
+        phase_word = mem["vip_state"][vid]
+        V = geo.version_bits
+        vmask = (1 << V) - 1
+        phase = (phase_word >> (2 * V)) & 3
+        miss = ~hit.astype(bool)
+        version = np.where(miss, phase_word & vmask, version)
+        transit_hit = np.zeros(len(rows), dtype=np.int64)
+        tidx = hs["transit"]
+        rec = miss & (phase == Phase.RECORD)
+        flip = miss & (phase == Phase.FLIP)
+        if rec.any() and flip.any():
+            # order matters between recording and testing packets: walk them in order
+            for r in np.flatnonzero(rec | flip):
+                bits = [mem.arrays[f"transit{j}"] for j in range(tidx.shape[0])]
+                if rec[r]:
+                    for j, b in enumerate(bits):
+                        b[tidx[j, r]] = 1
+                else:
+                    transit_hit[r] = int(all(b[tidx[j, r]] for j, b in enumerate(bits)))
+        else:
+            if flip.any():
+                t = np.ones(len(rows), dtype=bool)
+                for j in range(tidx.shape[0]):
+                    t &= mem.arrays[f"transit{j}"][tidx[j]] == 1
+                transit_hit = (t & flip).astype(np.int64)
+            if rec.any():
+                for j in range(tidx.shape[0]):
+                    mem.arrays[f"transit{j}"][tidx[j, rec]] = 1
+        old_v = (phase_word >> V) & vmask
+        version = np.where(transit_hit == 1, old_v, version)
+        slot_word = mem["slot_map"][(vid << V) | version]
+        slot_valid = (slot_word >> geo.slot_bits) & 1
+        slot = slot_word & ((1 << geo.slot_bits) - 1)
+        lb = slot_valid == 1
+        dip = np.where(lb, mem["maglev"][np.where(lb, slot, 0) * geo.maglev_size
+                                        + hs["maglev"]], 0)
+        dip_word = mem["dip"][dip]
+        flg = flags[rows]
+        close = lb & hit.astype(bool) & (sub["proto"] == 6) & ((flg & (TCP_FIN | TCP_RST)) != 0)
+        out["action"][rows] = np.where(lb, Action.LB, Action.DROP)
+        out["vip_id"][rows] = vid
+        out["hit"][rows] = hit
+        out["stage"][rows] = stage
+        out["version"][rows] = version
+        out["transit_hit"][rows] = transit_hit
+        out["slot"][rows] = np.where(lb, slot, 0)
+        out["dip"][rows] = dip
+        out["dip_ip"][rows] = np.where(lb, dip_word >> 16, 0)
+        out["dip_port"][rows] = np.where(lb, dip_word & 0xFFFF, 0)
+        out["learn"][rows] = (lb & miss).astype(np.int64)
+        out["close"][rows] = close.astype(np.int64)
+        return out

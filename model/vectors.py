@@ -1,0 +1,249 @@
+"""Test vectors: the contract between the model and every target (docs/vectors.md).
+
+A vector directory holds
+
+* ``manifest.json`` -- geometry, hash spec, memory map (name, width, depth, file,
+  fields) and the list of decision fields;
+* ``mem/<name>.hex`` -- the initial image of each memory, one hex word per line,
+  address 0 first, zero-padded to ``ceil(width / 4)`` digits;
+* ``vectors.txt`` -- the operations in order, one per line, hex fields:
+  ``W <mem> <addr> <word>`` (a control-plane write) or
+  ``P <src_ip> <dst_ip> <src_port> <dst_port> <proto> <tcp_flags> <decision...>``
+  with the 12 :class:`~model.pipeline.Decision` fields in declaration order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .controlplane import ControlPlane
+from .hashing import FIELD_ORDERS, FIELDS, FiveTuple
+from .layout import Memories, memory_specs
+from .pipeline import DECISION_FIELDS, TCP_ACK, TCP_SYN, DataPlane, Decision, Packet
+from .pools import PoolError
+from .trace import TraceParams, control_round, make_trace, new_pool
+
+__all__ = ["Write", "Step", "Scenario", "build_scenario", "write_vectors", "read_vectors",
+           "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Write:
+    mem: str
+    addr: int
+    word: int
+
+
+@dataclass(frozen=True)
+class Step:
+    packet: Packet
+    decision: Decision
+
+
+@dataclass
+class Scenario:
+    """Initial memory images and the ordered operations (writes and packets)."""
+
+    cfg: Config
+    initial: dict[str, list[int]]
+    ops: list[Write | Step] = field(default_factory=list)
+
+    @property
+    def packets(self) -> list[Step]:
+        return [o for o in self.ops if isinstance(o, Step)]
+
+    @property
+    def writes(self) -> list[Write]:
+        return [o for o in self.ops if isinstance(o, Write)]
+
+
+def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.0,
+                   updates: int = 3, seed: int = 1, insert_delay: int = 40,
+                   chunk: int = 8, two_phase: bool = True) -> Scenario:
+    """Traffic with learns, inserts (with cuckoo moves), closes and pool updates,
+    run packet by packet through the model; every control-plane write is recorded
+    at the point between packets where it happens."""
+    cp = ControlPlane(cfg, two_phase=two_phase)
+    cp.install()
+    scen = Scenario(cfg, cp.mem.snapshot())
+    log: list[tuple[str, int, int]] = []
+    cp.mem.log = log
+    dp = DataPlane(cfg, cp.mem, cp.hasher)
+    p = TraceParams(connections=connections, mean_packets=mean_packets, updates=updates,
+                    mean_lifetime=60.0,
+                    insert_delay=insert_delay, chunk=chunk, seed=seed, non_vip_fraction=0.05)
+    tr = make_trace(cfg, p)
+    rows = [{f: int(tr.arrays[f][i]) for f in (*FIELDS, "tcp_flags")} for i in range(len(tr))]
+    last = [bool(x) for x in tr.last]
+    # back-to-back packets of one new connection (pipeline hazards in the targets)
+    rng = np.random.default_rng(seed + 7)
+    for k in range(3):
+        at = int(rng.integers(0, len(rows)))
+        v = cfg.vips[k % len(cfg.vips)]
+        burst = {"src_ip": 0x0A630000 + k, "dst_ip": v.address, "src_port": 40000 + k,
+                 "dst_port": v.port, "proto": v.protocol,
+                 "tcp_flags": TCP_SYN if v.protocol == 6 else 0}
+        rows[at:at] = [burst] + [dict(burst, tcp_flags=TCP_ACK if v.protocol == 6 else 0)] * 3
+        last[at:at] = [False, False, False, True]
+    updates_at = {int(len(rows) * (i + 1) / (updates + 1)) for i in range(updates)}
+    step = 0
+    ended: deque[tuple[int, FiveTuple]] = deque()
+
+    def flush() -> None:
+        scen.ops.extend(Write(*w) for w in log)
+        log.clear()
+
+    for i, r in enumerate(rows):
+        if i in updates_at:
+            vid = step % len(cfg.vips)
+            try:
+                cp.update_pool(vid, new_pool(cfg, cp, vid, step // len(cfg.vips)))
+            except PoolError:
+                pass
+            step += 1
+            flush()
+        pkt = Packet(**r)
+        d = dp.process(pkt)
+        scen.ops.append(Step(pkt, d))
+        cp.observe(pkt.key, d, seq=i)
+        if last[i]:
+            ended.append((i, pkt.key))
+        if i % chunk == chunk - 1:
+            control_round(cp, ended, i, insert_delay)
+            flush()
+    cp.insert_pending()
+    flush()
+    return scen
+
+
+# ---- files -----------------------------------------------------------------------
+
+def _digits(width: int) -> int:
+    return max(1, (width + 3) // 4)
+
+
+def _fields(cfg: Config) -> dict[str, list[list]]:
+    g = cfg.geometry
+    V, D, S = g.version_bits, g.digest_bits, g.slot_bits
+    f: dict[str, list[list]] = {f"conn{i}": [["digest", 0, D], ["version", D, V],
+                                             ["valid", D + V, 1]] for i in range(g.stages)}
+    f["vip"] = [["proto", 0, 8], ["port", 8, 16], ["ip", 24, 32], ["valid", 56, 1]]
+    f["vip_state"] = [["cur_version", 0, V], ["old_version", V, V], ["phase", 2 * V, 2]]
+    f["slot_map"] = [["slot", 0, S], ["valid", S, 1]]
+    f["maglev"] = [["dip_index", 0, g.dip_bits]]
+    f["dip"] = [["port", 0, 16], ["ip", 16, 32]]
+    for j in range(g.transit_hashes):
+        f[f"transit{j}"] = [["bit", 0, 1]]
+    return f
+
+
+def manifest(cfg: Config, scen: Scenario | None = None) -> dict:
+    g = cfg.geometry
+    fields = _fields(cfg)
+    mems = [{"name": s.name, "width": s.width, "depth": s.depth, "file": f"mem/{s.name}.hex",
+             "fields": fields[s.name]} for s in memory_specs(g)]
+    roles = [f"stage{i}" for i in range(g.stages)] + ["digest", "maglev"] + \
+        [f"transit{j}" for j in range(g.transit_hashes)]
+    salts = cfg.salts
+    salt_of = {f"stage{i}": salts.stages[i] for i in range(g.stages)}
+    salt_of |= {"digest": salts.digest, "maglev": salts.maglev}
+    salt_of |= {f"transit{j}": salts.transit[j] for j in range(g.transit_hashes)}
+    out = {
+        "format": FORMAT_VERSION,
+        "config": cfg.name,
+        "geometry": {k: getattr(g, k) for k in g.__dataclass_fields__},
+        "hashes": {r: {"salt": f"{salt_of[r]:08x}", "fields": list(FIELD_ORDERS[r])}
+                   for r in roles},
+        "memories": mems,
+        "decision_fields": list(DECISION_FIELDS),
+    }
+    if scen is not None:
+        out["vectors"] = {"file": "vectors.txt", "packets": len(scen.packets),
+                          "writes": len(scen.writes)}
+    return out
+
+
+def write_vectors(scen: Scenario, outdir: str | Path) -> Path:
+    """Write manifest.json, mem/*.hex and vectors.txt; returns the manifest path."""
+    out = Path(outdir)
+    (out / "mem").mkdir(parents=True, exist_ok=True)
+    man = manifest(scen.cfg, scen)
+    widths = {m["name"]: m["width"] for m in man["memories"]}
+    for name, words in scen.initial.items():
+        w = _digits(widths[name])
+        (out / "mem" / f"{name}.hex").write_text("".join(f"{x:0{w}x}\n" for x in words))
+    lines = [f"# l4lb vectors format {FORMAT_VERSION}: config {scen.cfg.name}",
+             "# W mem addr word | P src_ip dst_ip src_port dst_port proto tcp_flags "
+             + " ".join(DECISION_FIELDS)]
+    for op in scen.ops:
+        if isinstance(op, Write):
+            lines.append(f"W {op.mem} {op.addr:x} {op.word:x}")
+        else:
+            p = op.packet
+            ins = (p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto, p.tcp_flags)
+            lines.append("P " + " ".join(f"{x:x}" for x in ins + op.decision.as_tuple()))
+    (out / "vectors.txt").write_text("\n".join(lines) + "\n")
+    (out / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
+    return out / "manifest.json"
+
+
+def read_vectors(cfg: Config, vecdir: str | Path) -> Scenario:
+    """Parse a vector directory back into a :class:`Scenario` (inverse of write)."""
+    d = Path(vecdir)
+    man = json.loads((d / "manifest.json").read_text())
+    if man.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{d}/manifest.json: format {man.get('format')!r} is not "
+                         f"{FORMAT_VERSION}")
+    initial = {}
+    for m in man["memories"]:
+        words = [int(x, 16) for x in (d / m["file"]).read_text().split()]
+        if len(words) != m["depth"]:
+            raise ValueError(f"{m['file']}: {len(words)} words, manifest says {m['depth']}")
+        initial[m["name"]] = words
+    scen = Scenario(cfg, initial)
+    for n, line in enumerate((d / "vectors.txt").read_text().splitlines(), 1):
+        if not line or line.startswith("#"):
+            continue
+        t = line.split()
+        if t[0] == "W" and len(t) == 4:
+            scen.ops.append(Write(t[1], int(t[2], 16), int(t[3], 16)))
+        elif t[0] == "P" and len(t) == 7 + len(DECISION_FIELDS):
+            v = [int(x, 16) for x in t[1:]]
+            scen.ops.append(Step(Packet(*v[:6]), Decision(*v[6:])))
+        else:
+            raise ValueError(f"{d}/vectors.txt:{n}: malformed line {line!r}")
+    return scen
+
+
+def load_memories(cfg: Config, images: dict[str, list[int]]) -> Memories:
+    """A :class:`Memories` holding the given images."""
+    mem = Memories(cfg)
+    for name, words in images.items():
+        mem.arrays[name][:] = np.array(words, dtype=mem.arrays[name].dtype)
+    return mem
+
+
+def replay_scenario(scen: Scenario) -> list[tuple[int, Decision, Decision]]:
+    """Re-run a scenario's ops on the model from its initial images; returns the
+    mismatches as (packet number, expected, got). Empty means the model agrees."""
+    mem = load_memories(scen.cfg, scen.initial)
+    dp = DataPlane(scen.cfg, mem)
+    bad = []
+    n = 0
+    for op in scen.ops:
+        if isinstance(op, Write):
+            mem.write(op.mem, op.addr, op.word)
+        else:
+            got = dp.process(op.packet)
+            if got != op.decision:
+                bad.append((n, op.decision, got))
+            n += 1
+    return bad
