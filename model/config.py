@@ -111,7 +111,7 @@ class Geometry:
     transit_log2_bits: int = 12
     transit_hashes: int = 2
     stash_size: int = 16
-    max_kicks: int = 500
+    max_kicks: int = 4000
 
     # ---- derived widths, used by every target -------------------------------------
     @property

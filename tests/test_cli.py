@@ -1,0 +1,35 @@
+"""The l4lb command line on the shipped configs."""
+
+import subprocess
+import sys
+
+from l4lb.cli import main
+
+from .conftest import EXAMPLES
+
+
+def test_demo_prints_summary(capsys):
+    assert main(["demo", "--connections", "3000"]) == 0
+    out = capsys.readouterr().out
+    assert "config 'default'" in out
+    assert "replay mismatches 0" in out
+    assert "two-phase commit: " in out and "0 PCC violations" in out
+
+
+def test_vectors_and_maglev(tmp_path, capsys):
+    assert main(["vectors", str(EXAMPLES / "small.toml"), "-o", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "manifest.json").exists()
+    assert main(["maglev", str(EXAMPLES / "default.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "VIP api 10.0.0.2:8443/tcp: M=4096, 16 DIPs, imbalance" in out
+
+
+def test_config_error_is_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[vip]]\naddress = "1.2.3.4"\nport = 80\nprotocol = "icmp"\ndips = []\n')
+    r = subprocess.run([sys.executable, "-m", "l4lb.cli", "maglev", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("l4lb: config error: vip[0].protocol: unknown protocol "
+                                "'icmp' (expected one of ['tcp', 'udp'])")
+    assert "Traceback" not in r.stderr
