@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.config import Dip, parse_config
+from model.config import Dip
 from model.controlplane import ControlPlane
 from model.hashing import FIELDS, FiveTuple
 from model.layout import Action, Memories, MemoryError_, Phase, pack_slot, unpack_vip_state

@@ -1,0 +1,518 @@
+"""P4-16 emitter: one program for BMv2 (v1model), one for Tofino (TNA), and their table
+contents, all from one :class:`~model.config.Config`.
+
+Both programs make exactly the decision of :meth:`model.pipeline.DataPlane.process`
+for every packet, reading the word-exact memories of :mod:`model.layout`:
+
+==============  =====================================================================
+memory          P4 object (same name in both programs, control ``SwitchIngress``)
+==============  =====================================================================
+``vip``         table ``vip_table`` (exact dst ip/port/proto -> ``set_vip(vip_id)``)
+``conn<i>``     register array ``conn<i>``, read at the stage-``i`` hash
+``vip_state``   register array ``vip_state`` (phase | old_version | cur_version)
+``slot_map``    register array ``slot_map`` at ``vip_id ++ version``
+``maglev``      register array ``maglev`` at ``slot * M + index``
+``dip``         table ``dip_table`` (exact DIP index -> ``set_dip(dip_ip, dip_port)``)
+``transit<j>``  1-bit register array ``transit<j>`` (TransitTable Bloom filter)
+==============  =====================================================================
+
+The table contents are one list of :class:`TableAdd` / :class:`RegisterWrite` entries
+(:func:`entries`), rendered as ``simple_switch_CLI`` commands
+(:func:`render_entries_bmv2`) and as a ``bfrt_python`` script
+(:func:`render_entries_bfrt`). Programs and entry files come from the Jinja2 templates
+in ``codegen/templates/p4/`` (``StrictUndefined``). Design and constraints:
+docs/p4.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from model.config import Config, Geometry, clog2
+from model.hashing import FIELD_ORDERS
+from model.layout import memory_specs, unpack_dip
+
+__all__ = [
+    "P4GenError",
+    "TableAdd",
+    "RegisterWrite",
+    "Entry",
+    "PROGRAM_FILES",
+    "INGRESS",
+    "TABLE_MEMORIES",
+    "DECISION_HEADER",
+    "tna_register_bits",
+    "tna_unsupported",
+    "hash_roles",
+    "default_images",
+    "entries",
+    "entry_for_word",
+    "render_v1model",
+    "render_tna",
+    "render_entries_bmv2",
+    "render_entries_bfrt",
+    "write_p4",
+    "lint_p4",
+]
+
+#: Files written by :func:`write_p4`, in order.
+PROGRAM_FILES = ("l4lb_v1model.p4", "l4lb_tna.p4", "entries_bmv2.txt", "entries_bfrt.py")
+
+#: The ingress control of both programs; every table and register lives in it.
+INGRESS = "SwitchIngress"
+
+#: Memories held in match-action tables (the others are register arrays of the same name).
+TABLE_MEMORIES = ("vip", "dip")
+
+#: The exported decision header (``decision_h``): model Decision field -> width in bits.
+#: Byte-aligned and independent of the geometry, so a harness can parse it blindly.
+DECISION_HEADER = (
+    ("action", 8), ("vip_id", 16), ("hit", 8), ("stage", 8), ("version", 16),
+    ("transit_hit", 8), ("slot", 16), ("dip", 16), ("dip_ip", 32), ("dip_port", 16),
+    ("learn", 8), ("close", 8),
+)
+
+#: Largest register word a Tofino 1 stateful ALU reads in one access.
+TNA_MAX_REGISTER_BITS = 32
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates" / "p4"
+
+_FIELD_BITS = {"src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16, "proto": 8}
+
+
+class P4GenError(ValueError):
+    """The configuration cannot be expressed for a P4 target; the message names the
+    geometry field."""
+
+
+# ---- helpers shared by the templates and the entries ---------------------------------
+
+@dataclass(frozen=True)
+class HashRole:
+    """One model hash role as the programs compute it: ``zlib.crc32(salt || fields)``
+    reduced to ``space`` values (``h % space``; a power of two except for a prime
+    Maglev size) and stored in metadata field ``dest`` of P4 type ``ptype``."""
+
+    name: str                  # "stage0", "digest", "maglev", "transit1", ...
+    salt: int
+    fields: tuple[str, ...]    # model.hashing.FIELD_ORDERS[name]
+    use: str                   # the model function the result feeds
+    dest: str                  # metadata field, relative to the metadata struct
+    ptype: str                 # P4 type of the result
+    space: str                 # #define holding the number of result values
+
+    @property
+    def const(self) -> str:
+        return f"SALT_{self.name.upper()}"
+
+
+def hash_roles(cfg: Config) -> list[HashRole]:
+    """The hash roles the data plane computes, in manifest order (no ``digest`` role in
+    full-key mode: the digest is then the packed key itself)."""
+    g, s = cfg.geometry, cfg.salts
+    roles = [HashRole(f"stage{i}", s.stages[i], FIELD_ORDERS[f"stage{i}"],
+                      f"model.hashing.Hasher.stage_index({i}): bucket of stage {i}",
+                      f"hash.stage{i}", "conn_index_t", "CONN_SLOTS")
+             for i in range(g.stages)]
+    if not g.full_key:
+        roles.append(HashRole("digest", s.digest, FIELD_ORDERS["digest"],
+                              "model.hashing.Hasher.digest: ConnTable digest",
+                              "digest", "conn_digest_t", "DIGEST_VALUES"))
+    roles.append(HashRole("maglev", s.maglev, FIELD_ORDERS["maglev"],
+                          "model.hashing.Hasher.maglev_index: Maglev table index",
+                          "hash.maglev", "maglev_index_t", "MAGLEV_SIZE"))
+    roles += [HashRole(f"transit{j}", s.transit[j], FIELD_ORDERS[f"transit{j}"],
+                       f"model.hashing.Hasher.transit_indices()[{j}]: Bloom bit {j}",
+                       f"hash.transit{j}", "transit_index_t", "TRANSIT_BITS")
+              for j in range(g.transit_hashes)]
+    return roles
+
+
+def tna_register_bits(width: int) -> int:
+    """Register element width on Tofino: 1, 8, 16 or 32 bits (the word sits in the low
+    bits, the rest are zero)."""
+    for w in (1, 8, 16, 32):
+        if width <= w:
+            return w
+    raise P4GenError(f"a {width}-bit word does not fit a {TNA_MAX_REGISTER_BITS}-bit "
+                     f"Tofino register")
+
+
+def tna_unsupported(cfg: Config) -> str | None:
+    """Why the config cannot be compiled for Tofino (TNA), or None when it can."""
+    g = cfg.geometry
+    if not g.maglev_pow2:
+        return (f"geometry.maglev_size: {g.maglev_size} is not a power of two; the TNA "
+                f"program has no modulo or multiply in the data plane (Maglev index = "
+                f"hash & (M-1), table base = slot << log2(M)); use e.g. "
+                f"{1 << g.maglev_index_bits}")
+    if g.full_key:
+        return (f"geometry.digest_bits: 'full' (104-bit key) makes a "
+                f"{g.conn_word_bits}-bit ConnTable word; a Tofino register reads at most "
+                f"{TNA_MAX_REGISTER_BITS} bits per access (one half of a pair) and the "
+                f"word is not split; use digest_bits <= "
+                f"{TNA_MAX_REGISTER_BITS - 1 - g.version_bits}")
+    if g.conn_word_bits > TNA_MAX_REGISTER_BITS:
+        return (f"geometry.digest_bits: valid(1) + version_bits({g.version_bits}) + "
+                f"digest_bits({g.digest_bits}) = {g.conn_word_bits} bits exceed the "
+                f"{TNA_MAX_REGISTER_BITS}-bit Tofino register word; lower digest_bits or "
+                f"version_bits")
+    return None
+
+
+def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
+    """The geometry constants of one program: (name, value, comment)."""
+    V, D, S = g.version_bits, g.digest_bits, g.slot_bits
+    digest_note = "the full 104-bit key" if g.full_key else "geometry.digest_bits"
+    tna = arch == "tna"
+    rows = [
+        ("CONN_LOG2_SLOTS", g.log2_slots, "geometry.log2_slots"),
+        ("CONN_SLOTS", g.slots, "words per ConnTable stage"),
+        ("STAGE_BITS", clog2(g.stages), f"holds a stage number 0..{g.stages - 1}"),
+        ("DIGEST_BITS", D, digest_note),
+        *([] if g.full_key or tna else
+          [("DIGEST_VALUES", 1 << D, "2^DIGEST_BITS: the digest is h % DIGEST_VALUES")]),
+        ("VERSION_BITS", V, "geometry.version_bits"),
+        ("VIP_CAPACITY", g.vip_capacity, "geometry.vip_capacity"),
+        ("VIP_BITS", g.vip_bits, "holds a VIP id"),
+        ("SLOT_BITS", S, f"holds a pool slot 0..{g.pool_slots - 1}"),
+        ("SLOT_MAP_DEPTH", g.vip_capacity << V, "vip_capacity << V"),
+        *([] if tna else [("MAGLEV_SIZE", g.maglev_size, "geometry.maglev_size (M)")]),
+        ("MAGLEV_INDEX_BITS", g.maglev_index_bits,
+         f"M = 2^{g.maglev_index_bits} = geometry.maglev_size" if tna
+         else "holds a Maglev index 0..M-1"),
+        ("MAGLEV_DEPTH", g.maglev_depth, "pool_slots * M"),
+        ("DIP_CAPACITY", g.dip_capacity, "geometry.dip_capacity"),
+        ("DIP_BITS", g.dip_bits, "holds a DIP-table index"),
+        ("TRANSIT_LOG2_BITS", g.transit_log2_bits, "geometry.transit_log2_bits"),
+        ("TRANSIT_BITS", g.transit_bits, "bits per TransitTable Bloom array"),
+    ]
+    if tna:
+        rows += [
+            ("CONN_REG_BITS", tna_register_bits(g.conn_word_bits),
+             f"register element of a {g.conn_word_bits}-bit conn word"),
+            ("VIP_STATE_REG_BITS", tna_register_bits(2 * V + 2),
+             f"register element of a {2 * V + 2}-bit vip_state word"),
+            ("SLOT_MAP_REG_BITS", tna_register_bits(1 + S),
+             f"register element of a {1 + S}-bit slot_map word"),
+            ("MAGLEV_REG_BITS", tna_register_bits(g.dip_bits),
+             f"register element of a {g.dip_bits}-bit maglev word"),
+            ("SLOT_MAP_INDEX_BITS", g.vip_bits + V, "slot_map index: vip_id ++ version"),
+            ("MAGLEV_ADDR_BITS", S + g.maglev_index_bits,
+             "maglev address: slot ++ index = slot * M + index"),
+        ]
+    else:
+        rows += [
+            ("CONN_WORD_BITS", g.conn_word_bits, "valid(1) | version(V) | digest(D)"),
+            ("VIP_STATE_BITS", 2 * V + 2, "phase(2) | old_version(V) | cur_version(V)"),
+            ("SLOT_MAP_BITS", 1 + S, "valid(1) | slot(S)"),
+        ]
+    rows += [
+        ("CONN_VALID_BIT", V + D, "conn word: valid"),
+        ("CONN_VERSION_HI", V + D - 1, "conn word: version[V-1]"),
+        ("CONN_VERSION_LO", D, "conn word: version[0]"),
+        ("CONN_DIGEST_HI", D - 1, "conn word: digest[D-1]"),
+        ("VIP_STATE_PHASE_HI", 2 * V + 1, "vip_state word: phase[1]"),
+        ("VIP_STATE_PHASE_LO", 2 * V, "vip_state word: phase[0]"),
+        ("VIP_STATE_OLD_HI", 2 * V - 1, "vip_state word: old_version[V-1]"),
+        ("VIP_STATE_OLD_LO", V, "vip_state word: old_version[0]"),
+        ("VIP_STATE_CUR_HI", V - 1, "vip_state word: cur_version[V-1]"),
+        ("SLOT_MAP_VALID_BIT", S, "slot_map word: valid"),
+        ("SLOT_MAP_SLOT_HI", S - 1, "slot_map word: slot[S-1]"),
+    ]
+    return rows
+
+
+def _context(cfg: Config, arch: str) -> dict:
+    g = cfg.geometry
+    return {
+        "arch": arch,
+        "cfg_name": cfg.name,
+        "cfg_file": Path(cfg.source).name,
+        "g": g,
+        "defines": _define_rows(g, arch),
+        "roles": hash_roles(cfg),
+        "field_bits": _FIELD_BITS,
+        "stages": list(range(g.stages)),
+        "transits": list(range(g.transit_hashes)),
+        "ingress": INGRESS,
+        "decision_header": DECISION_HEADER,
+    }
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render_v1model(cfg: Config) -> str:
+    """The P4-16 program for BMv2 ``simple_switch`` (v1model architecture)."""
+    return _env().get_template("l4lb_v1model.p4.j2").render(**_context(cfg, "v1model"))
+
+
+def render_tna(cfg: Config) -> str:
+    """The P4-16 program for Tofino 1 (TNA). Raises :class:`P4GenError` naming the
+    geometry field when the config cannot run there (see :func:`tna_unsupported`)."""
+    why = tna_unsupported(cfg)
+    if why is not None:
+        raise P4GenError(why)
+    return _env().get_template("l4lb_tna.p4.j2").render(**_context(cfg, "tna"))
+
+
+# ---- table contents -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TableAdd:
+    """One match-action table entry: exact keys and action parameters as
+    ``(name, value, width)`` triples; names are the P4 control-plane names."""
+
+    table: str
+    action: str
+    keys: tuple[tuple[str, int, int], ...]
+    params: tuple[tuple[str, int, int], ...]
+    note: str = ""
+
+    def bmv2(self) -> str:
+        keys = " ".join(_cli_value(n, v) for n, v, _ in self.keys)
+        params = " ".join(_cli_value(n, v) for n, v, _ in self.params)
+        return f"table_add {INGRESS}.{self.table} {INGRESS}.{self.action} {keys} => {params}"
+
+    def bfrt(self, program: str) -> str:
+        args = ", ".join(f"{n}={_py_value(n, v)}" for n, v, _ in self.keys + self.params)
+        line = f"bfrt.{program}.pipe.{INGRESS}.{self.table}.add_with_{self.action}({args})"
+        return f"{line}  # {self.note}" if self.note else line
+
+
+@dataclass(frozen=True)
+class RegisterWrite:
+    """One register-array word."""
+
+    register: str
+    index: int
+    value: int
+
+    def bmv2(self) -> str:
+        return f"register_write {INGRESS}.{self.register} {self.index} {self.value}"
+
+    def bfrt(self, program: str) -> str:
+        return (f"bfrt.{program}.pipe.{INGRESS}.{self.register}.mod("
+                f"REGISTER_INDEX={self.index}, f1={self.value})")
+
+
+Entry = TableAdd | RegisterWrite
+
+#: simple_switch_CLI passes a register value as a Thrift i64.
+_BMV2_REGISTER_MAX = (1 << 63) - 1
+
+
+def _cli_value(name: str, v: int) -> str:
+    """simple_switch_CLI value: dotted quad for an IPv4 address, decimal otherwise."""
+    return str(ipaddress.IPv4Address(v)) if name.endswith("_ip") else str(v)
+
+
+def _py_value(name: str, v: int) -> str:
+    """bfrt_python value: hex for an IPv4 address, decimal otherwise."""
+    return f"0x{v:08x}" if name.endswith("_ip") else str(v)
+
+
+def _proto_name(p: int) -> str:
+    return {6: "tcp", 17: "udp"}.get(p, str(p))
+
+
+def entry_for_word(cfg: Config, mem: str, addr: int, word: int) -> Entry | None:
+    """The entry that puts ``word`` at ``mem[addr]``: a register write, or a table entry
+    for the ``vip`` / ``dip`` memories (None for an invalid VIP word: no entry)."""
+    g = cfg.geometry
+    if mem == "vip":
+        if not word >> 56 & 1:
+            return None
+        ip, port, proto = word >> 24 & 0xFFFFFFFF, word >> 8 & 0xFFFF, word & 0xFF
+        return TableAdd("vip_table", "set_vip",
+                        (("dst_ip", ip, 32), ("dst_port", port, 16), ("proto", proto, 8)),
+                        (("vip_id", addr, g.vip_bits),),
+                        f"{ipaddress.IPv4Address(ip)}:{port}/{_proto_name(proto)} "
+                        f"-> vip {addr}")
+    if mem == "dip":
+        ip, port = unpack_dip(word)
+        return TableAdd("dip_table", "set_dip", (("dip", addr, g.dip_bits),),
+                        (("dip_ip", ip, 32), ("dip_port", port, 16)),
+                        f"dip {addr} -> {ipaddress.IPv4Address(ip)}:{port}")
+    specs = {s.name for s in memory_specs(g)}
+    if mem not in specs:
+        raise KeyError(f"unknown memory {mem!r}")
+    return RegisterWrite(mem, addr, word)
+
+
+def entries(cfg: Config, images: dict[str, list[int]]) -> list[Entry]:
+    """All entries that load ``images`` into a freshly started program (registers start
+    at zero, tables empty): one per valid VIP word (the lowest index wins a duplicated
+    key, as in ``DataPlane.vip_match``), one per non-zero DIP word, one per non-zero
+    register word; in memory-map order."""
+    out: list[Entry] = []
+    seen: set[tuple[int, ...]] = set()
+    for spec in memory_specs(cfg.geometry):
+        words = images[spec.name]
+        if len(words) != spec.depth:
+            raise ValueError(f"image {spec.name}: {len(words)} words, memory has "
+                             f"{spec.depth}")
+        for addr, word in enumerate(words):
+            if word == 0:
+                continue
+            e = entry_for_word(cfg, spec.name, addr, int(word))
+            if isinstance(e, TableAdd) and e.table == "vip_table":
+                key = tuple(v for _, v, _ in e.keys)
+                if key in seen:
+                    continue
+                seen.add(key)
+            if e is not None:
+                out.append(e)
+    return out
+
+
+def default_images(cfg: Config) -> dict[str, list[int]]:
+    """The memories right after :meth:`model.controlplane.ControlPlane.install`."""
+    from model.controlplane import ControlPlane
+
+    cp = ControlPlane(cfg)
+    cp.install()
+    return cp.mem.snapshot()
+
+
+def _entries_context(cfg: Config, images: dict[str, list[int]]) -> dict:
+    es = entries(cfg, images)
+    counts: dict[str, int] = {}
+    for e in es:
+        name = e.table if isinstance(e, TableAdd) else e.register
+        counts[name] = counts.get(name, 0) + 1
+    return {"cfg_name": cfg.name, "cfg_file": Path(cfg.source).name, "entries": es,
+            "counts": counts, "ingress": INGRESS, "program": "l4lb_tna"}
+
+
+def render_entries_bmv2(cfg: Config, images: dict[str, list[int]]) -> str:
+    """``simple_switch_CLI`` commands that load ``images`` into ``l4lb_v1model.p4``
+    (commands only: the CLI has no comment syntax)."""
+    ctx = _entries_context(cfg, images)
+    for e in ctx["entries"]:
+        if isinstance(e, RegisterWrite) and e.value > _BMV2_REGISTER_MAX:
+            raise P4GenError(
+                f"geometry.digest_bits: {e.register}[{e.index}] = {e.value:#x} does not fit "
+                f"the 63-bit register value of simple_switch_CLI; write full-key ConnTable "
+                f"words through P4Runtime (simple_switch_grpc)")
+    return _env().get_template("entries_bmv2.txt.j2").render(**ctx)
+
+
+def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
+    """A ``bfrt_python`` script that loads ``images`` into ``l4lb_tna.p4``."""
+    why = tna_unsupported(cfg)
+    if why is not None:
+        raise P4GenError(why)
+    return _env().get_template("entries_bfrt.py.j2").render(**_entries_context(cfg, images))
+
+
+def write_p4(cfg: Config, outdir: str | Path,
+             images: dict[str, list[int]] | None = None) -> list[Path]:
+    """Write :data:`PROGRAM_FILES` into ``outdir``; returns the paths written.
+
+    ``images`` default to :func:`default_images`. When the config cannot run on Tofino
+    (:func:`tna_unsupported`), the two TNA files are replaced by ``TNA_SKIPPED.txt``
+    holding the reason, and a warning is issued."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    imgs = default_images(cfg) if images is None else images
+    files = {"l4lb_v1model.p4": render_v1model(cfg),
+             "entries_bmv2.txt": render_entries_bmv2(cfg, imgs)}
+    why = tna_unsupported(cfg)
+    if why is None:
+        files["l4lb_tna.p4"] = render_tna(cfg)
+        files["entries_bfrt.py"] = render_entries_bfrt(cfg, imgs)
+    else:
+        warnings.warn(f"TNA program not generated: {why}", stacklevel=2)
+        files["TNA_SKIPPED.txt"] = f"l4lb_tna.p4 not generated for config {cfg.name!r}:\n" \
+                                   f"{why}\n"
+    written = []
+    for name in (*PROGRAM_FILES, "TNA_SKIPPED.txt"):
+        if name in files:
+            path = out / name
+            path.write_text(files[name])
+            written.append(path)
+    return written
+
+
+# ---- a p4c-free check of generated programs ------------------------------------------
+
+_DECLARATIONS = [
+    re.compile(r"^#define\s+(\w+)", re.M),
+    re.compile(r"^\s*const\s+[\w<>]+\s+(\w+)\s*=", re.M),
+    re.compile(r"^\s*typedef\s+[^;]+?\s(\w+)\s*;", re.M),
+    re.compile(r"^\s*(?:header|struct)\s+(\w+)\s*\{", re.M),
+    re.compile(r"^\s*function\s+[\w<>]+\s+(\w+)\s*\(", re.M),
+    re.compile(r"^\s*action\s+(\w+)\s*\(", re.M),
+    re.compile(r"^\s*table\s+(\w+)\s*\{", re.M),
+    # extern instances: register<..>(..) x;  Register<..>(..) x;  counter(..) x;  ...
+    re.compile(r"^\s*(?:register|Register|counter|Counter|Hash|CRCPolynomial|Checksum|Digest)"
+               r"\b[^;=]*\)\s*(\w+)\s*;", re.M),
+    re.compile(r"^\s*RegisterAction<[^>]*(?:<[^>]*>[^>]*)*>\s*\(\s*\w+\s*\)\s*(\w+)\s*=",
+               re.M),
+]
+
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def _strip_comments(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", lambda mt: "\n" * mt.group(0).count("\n"), text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def lint_p4(text: str) -> list[str]:
+    """Problems a template mistake leaves in a generated program, found without p4c:
+    Jinja leftovers, unbalanced brackets, tabs, trailing blanks, long lines, double blank
+    lines, and declarations (constants, types, functions, actions, tables, externs) that
+    nothing uses. Returns a list of messages; empty means clean."""
+    problems: list[str] = []
+    for token in ("{{", "}}", "{%", "%}", "{#", "#}"):
+        if token in text:
+            problems.append(f"Jinja leftover {token!r}")
+    if not text.endswith("\n") or text.endswith("\n\n"):
+        problems.append("file must end with exactly one newline")
+    for n, line in enumerate(text.splitlines(), 1):
+        if "\t" in line:
+            problems.append(f"line {n}: tab")
+        if line != line.rstrip():
+            problems.append(f"line {n}: trailing whitespace")
+        if len(line) > 100:
+            problems.append(f"line {n}: {len(line)} characters (max 100)")
+    if "\n\n\n" in text:
+        problems.append(f"line {text[:text.index(chr(10) * 3)].count(chr(10)) + 2}: "
+                        f"two blank lines in a row")
+    code = _strip_comments(text)
+    stack: list[tuple[str, int]] = []
+    for n, line in enumerate(code.splitlines(), 1):
+        for ch in line:
+            if ch in "([{":
+                stack.append((ch, n))
+            elif ch in ")]}":
+                if not stack or stack[-1][0] != _PAIRS[ch]:
+                    problems.append(f"line {n}: unmatched {ch!r}")
+                    return problems
+                stack.pop()
+    problems += [f"line {n}: unclosed {ch!r}" for ch, n in stack]
+    declared: dict[str, int] = {}
+    for pattern in _DECLARATIONS:
+        for mt in pattern.finditer(code):
+            declared.setdefault(mt.group(1), code[:mt.start(1)].count("\n") + 1)
+    for name, line_no in sorted(declared.items(), key=lambda kv: kv[1]):
+        if len(re.findall(rf"\b{re.escape(name)}\b", code)) < 2:
+            problems.append(f"line {line_no}: {name!r} is declared but never used")
+    return problems

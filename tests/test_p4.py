@@ -1,0 +1,736 @@
+"""P4 code generation (codegen/p4.py): the committed programs are up to date, their
+structure matches the model (hash roles, memory map, entries), a p4c-free lint, and
+p4test / p4c / bf-p4c / BMv2 simple_switch runs when those tools are installed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import tomllib
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen.p4 import (
+    DECISION_HEADER,
+    INGRESS,
+    PROGRAM_FILES,
+    TABLE_MEMORIES,
+    P4GenError,
+    RegisterWrite,
+    TableAdd,
+    default_images,
+    entries,
+    entry_for_word,
+    lint_p4,
+    render_entries_bfrt,
+    render_entries_bmv2,
+    render_tna,
+    render_v1model,
+    tna_register_bits,
+    tna_unsupported,
+    write_p4,
+)
+from model.config import Config, parse_config
+from model.hashing import FiveTuple, hash_bytes
+from model.layout import Phase, memory_specs, pack_conn, pack_slot, pack_vip, pack_vip_state
+from model.pipeline import DECISION_FIELDS
+from model.vectors import Write, build_scenario, manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+P4DIR = ROOT / "p4"
+EXAMPLES = ROOT / "examples"
+
+
+def _variant(example: str, **geometry) -> Config:
+    raw = tomllib.loads((EXAMPLES / f"{example}.toml").read_text())
+    raw["geometry"].update(geometry)
+    return parse_config(raw, source=f"{example}-variant.toml")
+
+
+def _programs(cfg: Config) -> dict[str, str]:
+    out = {"v1model": render_v1model(cfg)}
+    with contextlib.suppress(P4GenError):
+        out["tna"] = render_tna(cfg)
+    return out
+
+
+# ---- reading generated programs back --------------------------------------------------
+
+def _defines(text: str) -> dict[str, int]:
+    return {m[1]: int(m[2]) for m in re.finditer(r"^#define\s+(\w+)\s+(\d+)", text, re.M)}
+
+
+def _typedef_bits(text: str) -> dict[str, int]:
+    d = _defines(text)
+    out = {}
+    for m in re.finditer(r"^typedef\s+bit<(\w+)>\s+(\w+)\s*;", text, re.M):
+        out[m[2]] = int(m[1]) if m[1].isdigit() else d[m[1]]
+    return out
+
+
+def _bits(text: str, ptype: str) -> int:
+    m = re.fullmatch(r"bit<(\d+)>", ptype)
+    return int(m[1]) if m else _typedef_bits(text)[ptype]
+
+
+def _salts(text: str) -> dict[str, int]:
+    return {m[1]: int(m[2], 16)
+            for m in re.finditer(r"const bit<32> (SALT_\w+)\s*=\s*32w0x([0-9a-f]{8});", text)}
+
+
+def _hash_uses(text: str) -> dict[str, tuple[list[str], str]]:
+    """salt constant -> (key fields in order, P4 size of the result space)."""
+    out: dict[str, tuple[list[str], str]] = {}
+    v1 = r"hash\(\w+\.[\w.]+, HashAlgorithm\.crc32, 32w0,\s*\{([^}]*)\},\s*\(bit<64>\)(\w+)\)"
+    for m in re.finditer(v1, text):
+        items = [x.strip() for x in m[1].split(",")]
+        bits = _defines(text)[m[2]]
+        out.setdefault(items[0], ([x.split(".")[-1] for x in items[1:]], str(bits)))
+    for m in re.finditer(r"hash_(\w+)\.get\(\s*\{([^}]*)\}\s*\)", text):
+        items = [x.strip() for x in m[2].split(",")]
+        decl = re.search(rf"Hash<(\w+)>\(HashAlgorithm_t\.CUSTOM, (\w+)\) hash_{m[1]};", text)
+        out.setdefault(items[0], ([x.split(".")[-1] for x in items[1:]],
+                                  str(1 << _bits(text, decl[1]))))
+    return out
+
+
+def _crc(data: bytes, poly: int, reflected: bool, init: int, xorout: int) -> int:
+    """A plain bitwise CRC-32 with Tofino's CRCPolynomial parameters."""
+    if reflected:
+        poly = int(f"{poly:032b}"[::-1], 2)
+    crc = init
+    for byte in data:
+        if reflected:
+            crc ^= byte
+            for _ in range(8):
+                crc = (crc >> 1) ^ (poly if crc & 1 else 0)
+        else:
+            crc ^= byte << 24
+            for _ in range(8):
+                crc = ((crc << 1) ^ (poly if crc & 0x80000000 else 0)) & 0xFFFFFFFF
+    return crc ^ xorout
+
+
+# ---- committed files ------------------------------------------------------------------
+
+def test_regenerating_p4_changes_no_byte(tmp_path):
+    out = tmp_path / "p4"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "regen_p4.py"), "-o", str(out)],
+                   check=True, capture_output=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(PROGRAM_FILES)
+    for name in PROGRAM_FILES:
+        assert (P4DIR / name).read_bytes() == (out / name).read_bytes(), (
+            f"p4/{name} is stale: run python scripts/regen_p4.py")
+
+
+def test_write_p4_returns_the_four_files(tmp_path, default_cfg):
+    paths = write_p4(default_cfg, tmp_path)
+    assert [p.name for p in paths] == list(PROGRAM_FILES)
+    assert all(p.read_text() for p in paths)
+
+
+def test_write_p4_skips_tna_with_a_note_when_it_cannot_run(tmp_path, small_cfg):
+    with pytest.warns(UserWarning, match="geometry.maglev_size"):
+        paths = write_p4(small_cfg, tmp_path)
+    assert [p.name for p in paths] == ["l4lb_v1model.p4", "entries_bmv2.txt",
+                                       "TNA_SKIPPED.txt"]
+    assert "geometry.maglev_size: 251" in (tmp_path / "TNA_SKIPPED.txt").read_text()
+
+
+# ---- structure against the model ------------------------------------------------------
+
+@pytest.mark.parametrize("example", ["default", "small"])
+def test_every_hash_role_has_its_salt_field_order_and_reduction(example):
+    cfg = _variant(example)
+    g = cfg.geometry
+    space = {"digest": 1 << g.digest_bits, "maglev": g.maglev_size}
+    roles = manifest(cfg)["hashes"]
+    for arch, text in _programs(cfg).items():
+        salts, uses = _salts(text), _hash_uses(text)
+        assert set(salts) == {f"SALT_{r.upper()}" for r in roles}, arch
+        for role, spec in roles.items():
+            const = f"SALT_{role.upper()}"
+            assert salts[const] == int(spec["salt"], 16), (arch, role)
+            fields, size = uses[const]
+            assert fields == spec["fields"], (arch, role)
+            expect = space.get(role, g.slots if role.startswith("stage") else g.transit_bits)
+            assert int(size) == expect, (arch, role)
+
+
+def test_full_key_mode_packs_the_key_instead_of_hashing_a_digest():
+    cfg = _variant("small", digest_bits="full")
+    text = render_v1model(cfg)
+    assert "SALT_DIGEST" not in text
+    assert re.search(r"meta\.digest = meta\.flow\.src_ip \+\+ meta\.flow\.dst_ip \+\+ "
+                     r"meta\.flow\.src_port\s+\+\+ meta\.flow\.dst_port \+\+ meta\.flow\.proto;",
+                     text)
+    assert _typedef_bits(text)["conn_word_t"] == 1 + cfg.geometry.version_bits + 104
+
+
+def test_tna_crc_parameters_are_zlib_crc32():
+    text = render_tna(_variant("default"))
+    decl = re.search(r"CRCPolynomial<bit<32>>\((.*?)\) crc32_zlib;", text, re.S)[1]
+    args = [a.strip() for a in re.sub(r"//[^\n]*", "", decl).split(",")]
+    poly, reflected, msb, extended = (int(args[0].removeprefix("32w"), 0), args[1] == "true",
+                                      args[2], args[3])
+    init, xorout = (int(a.removeprefix("32w"), 0) for a in args[4:])
+    assert (msb, extended) == ("false", "false")
+    t = FiveTuple(0x64400001, 0x0A000001, 40000, 80, 6)
+    for salt in (0, 0x9E3779B9, 0xFFFFFFFF):
+        data = hash_bytes(salt, t, ("proto", "src_ip", "dst_port", "dst_ip", "src_port"))
+        assert _crc(data, poly, reflected, init, xorout) == zlib.crc32(data)
+
+
+@pytest.mark.parametrize("example", ["default", "small"])
+def test_register_arrays_match_the_memory_map(example):
+    cfg = _variant(example)
+    g = cfg.geometry
+    for arch, text in _programs(cfg).items():
+        defs = _defines(text)
+        if arch == "v1model":
+            regs = {m[3]: (_bits(text, m[1]), defs[m[2]]) for m in re.finditer(
+                r"register<(\w+|bit<\d+>)>\((\w+)\) (\w+);", text)}
+        else:
+            regs = {m[4]: (_bits(text, m[1]), defs[m[3]]) for m in re.finditer(
+                r"Register<(\w+|bit<\d+>), (\w+)>\((\w+), 0\) (\w+);", text)}
+        specs = [s for s in memory_specs(g) if s.name not in TABLE_MEMORIES]
+        assert set(regs) == {s.name for s in specs}, arch
+        for s in specs:
+            width, depth = regs[s.name]
+            want = s.width if arch == "v1model" else tna_register_bits(s.width)
+            assert (width, depth) == (want, s.depth), (arch, s.name)
+        for table, capacity in (("vip_table", g.vip_capacity), ("dip_table", g.dip_capacity)):
+            body = text[text.index(f"table {table} {{"):]
+            size = re.search(r"size = (\w+);", body)[1]
+            assert defs[size] == capacity, (arch, table)
+
+
+def test_tna_register_indices_cover_every_word():
+    text = render_tna(_variant("default"))
+    for m in re.finditer(r"Register<[\w<>]+, (\w+)>\((\w+), 0\) (\w+);", text):
+        assert 1 << _bits(text, m[1]) >= _defines(text)[m[2]], m[3]
+
+
+def test_decision_metadata_and_header_carry_the_model_decision():
+    text = render_v1model(_variant("default"))
+    body = text[text.index("struct decision_t {"):]
+    fields = re.findall(r"^\s+\w+(?:<\d+>)?\s+(\w+);", body[:body.index("}")], re.M)
+    assert fields == ["action_code" if f == "action" else f for f in DECISION_FIELDS]
+    assert [n for n, _ in DECISION_HEADER] == list(DECISION_FIELDS)
+    assert sum(w for _, w in DECISION_HEADER) % 8 == 0
+    body = text[text.index("header decision_h {"):]
+    assert re.findall(r"bit<(\d+)>", body[:body.index("}")]) == \
+        [str(w) for _, w in DECISION_HEADER]
+
+
+@pytest.mark.parametrize("arch", ["v1model", "tna"])
+def test_program_reads_like_the_model(arch):
+    text = _programs(_variant("default"))[arch]
+    for needle in ("Ingress: model.pipeline.DataPlane.process",
+                   "model.conntable.lookup_words", "model.hashing.Hasher",
+                   *(f"step {i}" for i in range(1, 8))):
+        assert needle in text, needle
+
+
+@pytest.mark.parametrize("example", ["default", "small"])
+def test_word_layout_constants_match_model_layout(example):
+    cfg = _variant(example)
+    g = cfg.geometry
+    V, S = g.version_bits, g.slot_bits
+
+    def field(word: int, hi: int, lo: int) -> int:
+        return word >> lo & ((1 << (hi - lo + 1)) - 1)
+
+    for arch, text in _programs(cfg).items():
+        d = _defines(text)
+        for valid, version, digest in ((1, (1 << V) - 1, 1), (0, 1, (1 << g.digest_bits) - 1)):
+            w = pack_conn(g, bool(valid), version, digest)
+            assert field(w, d["CONN_VALID_BIT"], d["CONN_VALID_BIT"]) == valid, arch
+            assert field(w, d["CONN_VERSION_HI"], d["CONN_VERSION_LO"]) == version, arch
+            assert field(w, d["CONN_DIGEST_HI"], 0) == digest, arch
+        for phase, old, cur in ((Phase.FLIP, 1, (1 << V) - 1), (Phase.RECORD, (1 << V) - 1, 0)):
+            w = pack_vip_state(g, phase, old, cur)
+            assert field(w, d["VIP_STATE_PHASE_HI"], d["VIP_STATE_PHASE_LO"]) == phase, arch
+            assert field(w, d["VIP_STATE_OLD_HI"], d["VIP_STATE_OLD_LO"]) == old, arch
+            assert field(w, d["VIP_STATE_CUR_HI"], 0) == cur, arch
+        w = pack_slot(g, True, g.pool_slots - 1)
+        assert field(w, d["SLOT_MAP_VALID_BIT"], d["SLOT_MAP_VALID_BIT"]) == 1, arch
+        assert field(w, d["SLOT_MAP_SLOT_HI"], 0) == g.pool_slots - 1, arch
+        if arch == "tna":  # concatenations stand for the model's address arithmetic
+            assert 1 << d["MAGLEV_INDEX_BITS"] == g.maglev_size
+            assert d["SLOT_MAP_INDEX_BITS"] == g.vip_bits + V
+            assert d["MAGLEV_ADDR_BITS"] == S + d["MAGLEV_INDEX_BITS"]
+
+
+def _csum16_replace(csum: int, old_ip: int, old_port: int, new_ip: int, new_port: int) -> int:
+    """csum16_replace of l4lb_v1model.p4, step for step (32-bit sum, two folds)."""
+    inv = 0xFFFF
+    total = ((csum ^ inv) + (old_ip >> 16 ^ inv) + (old_ip & inv ^ inv) + (old_port ^ inv)
+             + (new_ip >> 16) + (new_ip & inv) + new_port) & 0xFFFFFFFF
+    total = (total & inv) + (total >> 16)
+    total = (total & inv) + (total >> 16)
+    return total & inv ^ inv
+
+
+def test_incremental_l4_checksum_equals_a_full_recompute():
+    from scapy.all import IP, TCP, UDP, Raw
+
+    text = render_v1model(_variant("default"))
+    assert text.count("sum = (bit<32>)sum[15:0] + (bit<32>)sum[31:16];") == 2
+    rng = np.random.default_rng(4)
+    for i in range(300):
+        src, dst, new = (int(x) for x in rng.integers(0, 1 << 32, 3))
+        sport, dport, nport = (int(x) for x in rng.integers(0, 1 << 16, 3))
+        l4 = TCP(sport=sport, dport=dport) if i % 2 else UDP(sport=sport, dport=dport)
+        payload = Raw(bytes(rng.integers(0, 256, i % 40, dtype=np.uint8)))
+        pkt = IP(bytes(IP(src=_ip(src), dst=_ip(dst)) / l4 / payload))
+        old = pkt[l4.__class__].chksum
+        pkt[IP].dst = _ip(new)
+        pkt[l4.__class__].dport = nport
+        del pkt[l4.__class__].chksum
+        want = IP(bytes(pkt))[l4.__class__].chksum
+        got = _csum16_replace(old, dst, dport, new, nport)
+        if isinstance(l4, UDP) and got == 0:
+            got = 0xFFFF
+        assert got == want, i
+
+
+def _ip(v: int) -> str:
+    return socket.inet_ntoa(v.to_bytes(4, "big"))
+
+
+# ---- TNA limits -----------------------------------------------------------------------
+
+def test_tna_refuses_a_prime_maglev_size(small_cfg):
+    with pytest.raises(P4GenError, match=r"geometry\.maglev_size: 251 is not a power of two"):
+        render_tna(small_cfg)
+    with pytest.raises(P4GenError, match=r"geometry\.maglev_size"):
+        render_entries_bfrt(small_cfg, default_images(small_cfg))
+
+
+def test_tna_refuses_full_key_mode():
+    cfg = _variant("default", digest_bits="full")
+    with pytest.raises(P4GenError, match=r"geometry\.digest_bits: 'full'"):
+        render_tna(cfg)
+    assert "register<conn_word_t>(CONN_SLOTS) conn0;" in render_v1model(cfg)
+
+
+def test_tna_refuses_a_conn_word_wider_than_32_bits():
+    cfg = _variant("default", digest_bits=32, version_bits=6)
+    with pytest.raises(P4GenError, match=r"geometry\.digest_bits: .* = 39 bits"):
+        render_tna(cfg)
+    assert render_tna(_variant("default", digest_bits=25, version_bits=6))
+
+
+# ---- entries --------------------------------------------------------------------------
+
+def _expected_counts(cfg: Config, images: dict[str, list[int]]) -> dict[str, int]:
+    counts = {"vip_table": len({w for w in images["vip"] if w >> 56 & 1}),
+              "dip_table": sum(1 for w in images["dip"] if w)}
+    for s in memory_specs(cfg.geometry):
+        if s.name not in TABLE_MEMORIES:
+            counts[s.name] = sum(1 for w in images[s.name] if w)
+    return {k: v for k, v in counts.items() if v}
+
+
+def _file_counts(bmv2: str, bfrt: str) -> tuple[dict[str, int], dict[str, int]]:
+    def count(pattern: str, text: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for m in re.finditer(pattern, text, re.M):
+            out[m[1]] = out.get(m[1], 0) + 1
+        return out
+    return (count(rf"^(?:table_add|register_write) {INGRESS}\.(\w+) ", bmv2),
+            count(rf"^bfrt\.l4lb_tna\.pipe\.{INGRESS}\.(\w+)\.(?:add_with_\w+|mod)\(", bfrt))
+
+
+def test_committed_entries_count_valid_vips_and_non_zero_words(default_cfg):
+    images = default_images(default_cfg)
+    want = _expected_counts(default_cfg, images)
+    assert want["vip_table"] == len(default_cfg.vips) and want["maglev"] > 0
+    bmv2, bfrt = _file_counts((P4DIR / "entries_bmv2.txt").read_text(),
+                              (P4DIR / "entries_bfrt.py").read_text())
+    assert bmv2 == want
+    assert bfrt == want
+    assert (P4DIR / "entries_bmv2.txt").read_text().count("\n") == sum(want.values())
+
+
+def test_entries_are_the_scenario_initial_images(small_cfg):
+    scen = build_scenario(small_cfg, connections=20, updates=0)
+    images = scen.initial
+    assert entries(small_cfg, images) == entries(small_cfg, default_images(small_cfg))
+    bmv2, _ = _file_counts(render_entries_bmv2(small_cfg, images), "")
+    assert bmv2 == _expected_counts(small_cfg, images)
+
+
+def test_entry_names_exist_in_both_programs(default_cfg):
+    texts = _programs(default_cfg)
+    for e in entries(default_cfg, default_images(default_cfg)):
+        for arch, text in texts.items():
+            if isinstance(e, TableAdd):
+                assert f"table {e.table} {{" in text, (arch, e.table)
+                sig = re.search(rf"action {e.action}\(([^)]*)\)", text)[1]
+                assert [p.split()[-1] for p in sig.split(",")] == [n for n, _, _ in e.params]
+                for name, _, _ in e.keys:
+                    assert f'@name("{name}")' in text, (arch, name)
+            else:
+                assert re.search(rf"[Rr]egister<[^;]*\) {e.register};", text), (arch, e)
+
+
+def test_entries_render_one_list_two_ways(default_cfg):
+    es = entries(default_cfg, default_images(default_cfg))
+    vip = next(e for e in es if isinstance(e, TableAdd) and e.table == "vip_table")
+    assert vip.bmv2() == (f"table_add {INGRESS}.vip_table {INGRESS}.set_vip "
+                          f"10.0.0.1 80 6 => 0")
+    assert vip.bfrt("l4lb_tna") == (
+        f"bfrt.l4lb_tna.pipe.{INGRESS}.vip_table.add_with_set_vip(dst_ip=0x0a000001, "
+        f"dst_port=80, proto=6, vip_id=0)  # 10.0.0.1:80/tcp -> vip 0")
+    reg = RegisterWrite("maglev", 7, 3)
+    assert reg.bmv2() == f"register_write {INGRESS}.maglev 7 3"
+    assert reg.bfrt("l4lb_tna") == f"bfrt.l4lb_tna.pipe.{INGRESS}.maglev.mod(" \
+                                   f"REGISTER_INDEX=7, f1=3)"
+
+
+def test_duplicate_vip_words_keep_the_lowest_index(default_cfg):
+    images = default_images(default_cfg)
+    images["vip"][5] = images["vip"][1]
+    assert images["vip"][1] == pack_vip(True, 0x0A000001, 443, 6)
+    vips = [e for e in entries(default_cfg, images)
+            if isinstance(e, TableAdd) and e.table == "vip_table"]
+    assert [e.params[0][1] for e in vips] == [0, 1, 2, 3]
+    assert entry_for_word(default_cfg, "vip", 6, 0) is None
+
+
+def test_bmv2_entries_refuse_register_values_the_cli_cannot_carry():
+    cfg = _variant("default", digest_bits="full")
+    images = default_images(cfg)
+    assert render_entries_bmv2(cfg, images)
+    images["conn0"][3] = 1 << 100
+    with pytest.raises(P4GenError, match=r"conn0\[3\].*P4Runtime"):
+        render_entries_bmv2(cfg, images)
+
+
+# ---- p4c-free lint --------------------------------------------------------------------
+
+LINT_CONFIGS = {
+    "default": {},
+    "small": {},
+    "small-full-key": {"digest_bits": "full"},
+    "default-one-stage": {"stages": 1, "transit_hashes": 1, "vip_capacity": 4,
+                          "pool_slots": 4, "version_bits": 1},
+    "default-eight-stages": {"stages": 8, "transit_hashes": 4, "digest_bits": 8},
+}
+
+
+@pytest.mark.parametrize("name", LINT_CONFIGS)
+def test_generated_programs_pass_the_lint(name):
+    cfg = _variant(name.split("-")[0], **LINT_CONFIGS[name])
+    programs = _programs(cfg)
+    assert ("tna" in programs) == (tna_unsupported(cfg) is None)
+    for arch, text in programs.items():
+        assert lint_p4(text) == [], arch
+
+
+def test_lint_catches_template_mistakes():
+    text = render_v1model(_variant("default"))
+    assert lint_p4(text) == []
+    assert any("Jinja leftover" in p for p in lint_p4(text.replace("conn0;", "{{ conn0 }};")))
+    assert any("unclosed '{'" in p for p in lint_p4(text.rstrip()[:-len("main;")] + "{\n"))
+    assert any("unmatched ')'" in p for p in lint_p4(text.replace("conn0;", "conn0);", 1)))
+    orphan = text.replace("    counter(1,", "    register<bit<1>>(4) orphan;\n    counter(1,")
+    assert any("'orphan' is declared but never used" in p for p in lint_p4(orphan))
+    unused_action = text.replace("    table dip_table {",
+                                 "    action forgotten() { }\n\n    table dip_table {")
+    assert any("'forgotten'" in p for p in lint_p4(unused_action))
+    assert any("characters" in p for p in lint_p4(text.replace("// every frame", "/" * 120)))
+    assert any("two blank lines" in p for p in lint_p4(text.replace("\n\n", "\n\n\n", 1)))
+
+
+# ---- external tools (not installable from PyPI: run when on PATH) ---------------------
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not on PATH (p4c/BMv2/bf-p4c are not on PyPI)")
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def _tna_include_dir() -> Path | None:
+    for tool in ("p4test", "p4c", "bf-p4c"):
+        exe = shutil.which(tool)
+        if exe:
+            d = Path(exe).resolve().parent.parent / "share" / "p4c" / "p4include"
+            if (d / "tna.p4").exists():
+                return d
+    return None
+
+
+def test_p4test_accepts_v1model(tmp_path):
+    _need("p4test")
+    _run(["p4test", str(P4DIR / "l4lb_v1model.p4")], tmp_path)
+
+
+def test_p4test_accepts_tna(tmp_path):
+    _need("p4test")
+    inc = _tna_include_dir()
+    if inc is None:
+        pytest.skip("tna.p4 not found beside p4test (p4c built without the Tofino backend)")
+    _run(["p4test", "-I", str(inc), "-D__TARGET_TOFINO__=1", str(P4DIR / "l4lb_tna.p4")],
+         tmp_path)
+
+
+def test_p4c_compiles_v1model_for_bmv2(tmp_path):
+    _need("p4c")
+    _run(["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(tmp_path),
+          str(P4DIR / "l4lb_v1model.p4")], tmp_path)
+    assert (tmp_path / "l4lb_v1model.json").exists()
+
+
+def test_p4c_compiles_small_config_with_prime_maglev_for_bmv2(tmp_path, small_cfg):
+    _need("p4c")
+    src = tmp_path / "l4lb_v1model.p4"
+    src.write_text(render_v1model(small_cfg))
+    _run(["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(tmp_path), str(src)],
+         tmp_path)
+
+
+def test_bf_p4c_compiles_tna(tmp_path):
+    _need("bf-p4c")
+    _run(["bf-p4c", "--target", "tofino", "--arch", "tna", "-D__TARGET_TOFINO__=1",
+          "-o", str(tmp_path), str(P4DIR / "l4lb_tna.p4")], tmp_path)
+
+
+# ---- BMv2 simple_switch against the model's vectors ------------------------------------
+
+SRC_MAC, DST_MAC = "02:00:00:00:4c:01", "02:00:00:00:4c:02"
+DECISION_STRUCT = struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w]
+                                              for _, w in DECISION_HEADER))
+PACKET_OUTGOING = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _bmv2_switch(json_path: Path, log_path: Path):
+    """simple_switch with port 0 on one end of a fresh veth pair; yields (thrift port,
+    the peer interface the test sends and receives on)."""
+    tag = os.getpid() % 100000
+    sw_if, host_if = f"l4lb{tag}s", f"l4lb{tag}h"
+    subprocess.run(["ip", "link", "add", sw_if, "type", "veth", "peer", "name", host_if],
+                   check=True)
+    try:
+        for dev in (sw_if, host_if):
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"],
+                           check=False, capture_output=True)
+            subprocess.run(["ip", "link", "set", dev, "up"], check=True)
+        port = _free_port()
+        with open(log_path, "w") as log:
+            sw = subprocess.Popen(["simple_switch", "--thrift-port", str(port),
+                                   "-i", f"0@{sw_if}", str(json_path)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    assert sw.poll() is None, f"simple_switch exited, see {log_path}"
+                    with contextlib.suppress(OSError), socket.create_connection(
+                            ("127.0.0.1", port), timeout=1):
+                        break
+                    assert time.monotonic() < deadline, "simple_switch thrift port not up"
+                    time.sleep(0.2)
+                yield port, host_if
+            finally:
+                sw.terminate()
+                sw.wait(timeout=10)
+    finally:
+        subprocess.run(["ip", "link", "del", sw_if], check=False)
+
+
+class _Bmv2Loader:
+    """Applies model memory writes through simple_switch_CLI, batched between packets;
+    table memories (vip, dip) are kept as one entry per address (delete + add)."""
+
+    def __init__(self, cfg: Config, thrift_port: int):
+        self.cfg, self.port = cfg, thrift_port
+        self.handles: dict[tuple[str, int], tuple[str, int]] = {}
+        self.cmds: list[str] = []
+        self.adds: list[tuple[str, int, str]] = []
+
+    def cli(self, commands: list[str]) -> str:
+        r = subprocess.run(["simple_switch_CLI", "--thrift-port", str(self.port)],
+                           input="\n".join(commands) + "\n", capture_output=True, text=True,
+                           timeout=900)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0 and "Error" not in out and "Invalid" not in out, out[-3000:]
+        return out
+
+    def load_entries_file(self, text: str, images: dict[str, list[int]]) -> None:
+        out = self.cli(text.splitlines())
+        handles = [int(h) for h in re.findall(r"added with handle (\d+)", out)]
+        tables = [e for e in entries(self.cfg, images) if isinstance(e, TableAdd)]
+        assert len(handles) == len(tables)
+        for e, h in zip(tables, handles, strict=True):
+            mem, addr = (("vip", e.params[0][1]) if e.table == "vip_table"
+                         else ("dip", e.keys[0][1]))
+            self.handles[(mem, addr)] = (e.table, h)
+
+    def write(self, mem: str, addr: int, word: int) -> None:
+        e = entry_for_word(self.cfg, mem, addr, word)
+        if mem not in TABLE_MEMORIES:
+            self.cmds.append(e.bmv2())
+            return
+        if any((m, a) == (mem, addr) for m, a, _ in self.adds):
+            self.flush()
+        old = self.handles.pop((mem, addr), None)
+        if old is not None:
+            self.cmds.append(f"table_delete {INGRESS}.{old[0]} {old[1]}")
+        if e is not None:
+            self.cmds.append(e.bmv2())
+            self.adds.append((mem, addr, e.table))
+
+    def flush(self) -> None:
+        if not self.cmds:
+            return
+        out = self.cli(self.cmds)
+        handles = [int(h) for h in re.findall(r"added with handle (\d+)", out)]
+        assert len(handles) == len(self.adds)
+        for (mem, addr, table), h in zip(self.adds, handles, strict=True):
+            self.handles[(mem, addr)] = (table, h)
+        self.cmds, self.adds = [], []
+
+
+def _bmv2_skip_reason() -> str | None:
+    missing = [t for t in ("p4c", "simple_switch", "simple_switch_CLI") if not shutil.which(t)]
+    if missing:
+        return f"{', '.join(missing)} not on PATH (p4c and BMv2 are not on PyPI)"
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return "the BMv2 packet test needs root and iproute2 to create a veth pair"
+    try:
+        import scapy.all  # noqa: F401
+    except ImportError:
+        return "scapy is not installed"
+    return None
+
+
+def _frame(p, ident: int) -> bytes:
+    """The Ethernet frame of a vector packet (IPv4 id = ``ident`` to recognise it)."""
+    from scapy.all import ICMP, IP, TCP, UDP, Ether, Raw
+
+    l4 = (TCP(sport=p.src_port, dport=p.dst_port, flags=p.tcp_flags) if p.proto == 6
+          else UDP(sport=p.src_port, dport=p.dst_port) if p.proto == 17 else ICMP())
+    ip = IP(src=_ip(p.src_ip), dst=_ip(p.dst_ip), id=ident)
+    return bytes(Ether(src=SRC_MAC, dst=DST_MAC) / ip / l4 / Raw(b"l4lb-p4-test"))
+
+
+def _expected_reply(sent: bytes, d) -> bytes | None:
+    """What the switch emits with decision_export on: the decision header, then the
+    frame (destination rewritten, checksums fully recomputed by scapy for LB)."""
+    from scapy.all import IP, TCP, UDP, Ether
+
+    if d.action == 2:
+        return None
+    frame = sent
+    if d.action == 1:
+        pkt = Ether(sent)
+        pkt[IP].dst = _ip(d.dip_ip)
+        del pkt[IP].chksum
+        l4 = pkt[TCP] if TCP in pkt else pkt[UDP]
+        l4.dport = d.dip_port
+        del l4.chksum
+        frame = bytes(pkt)
+    return DECISION_STRUCT.pack(*d.as_tuple()) + frame
+
+
+def _parse_reply(data: bytes, sent: bytes) -> tuple[dict[str, int], bytes] | None:
+    """(decision, frame) of a received frame answering ``sent``, or None when it is
+    not ours (same source MAC and IPv4 id)."""
+    body = data[DECISION_STRUCT.size:]
+    if len(body) < 34 or body[6:12] != sent[6:12] or body[18:20] != sent[18:20]:
+        return None
+    values = DECISION_STRUCT.unpack(data[:DECISION_STRUCT.size])
+    return dict(zip(DECISION_FIELDS, values, strict=True)), body
+
+
+def test_bmv2_harness_parses_what_the_program_emits(small_cfg):
+    pytest.importorskip("scapy")
+    scen = build_scenario(small_cfg, connections=30, updates=1)
+    seen = set()
+    for n, st in enumerate(scen.packets):
+        sent = _frame(st.packet, n)
+        reply = _expected_reply(sent, st.decision)
+        seen.add(st.decision.action)
+        if reply is None:
+            continue
+        decision, frame = _parse_reply(reply, sent)
+        assert decision == st.decision.as_dict()
+        assert _parse_reply(reply, _frame(st.packet, n + 1)) is None
+        if st.decision.action == 1:  # the program's incremental update gives scapy's sum
+            at = 14 + 20 + (16 if st.packet.proto == 6 else 6)
+            old = int.from_bytes(sent[at:at + 2], "big")
+            want = _csum16_replace(old, st.packet.dst_ip, st.packet.dst_port,
+                                   st.decision.dip_ip, st.decision.dip_port)
+            if st.packet.proto == 17 and want == 0:
+                want = 0xFFFF
+            assert int.from_bytes(frame[at:at + 2], "big") == want
+    assert {0, 1} <= seen
+
+
+def test_bmv2_rewrites_and_decides_like_the_model(tmp_path, default_cfg):
+    reason = _bmv2_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cfg = default_cfg
+    _run(["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(tmp_path),
+          str(P4DIR / "l4lb_v1model.p4")], tmp_path)
+    scen = build_scenario(cfg, connections=60, updates=1)
+    assert scen.initial == default_images(cfg)
+
+    with _bmv2_switch(tmp_path / "l4lb_v1model.json", tmp_path / "switch.log") as (port, iface):
+        loader = _Bmv2Loader(cfg, port)
+        loader.load_entries_file((P4DIR / "entries_bmv2.txt").read_text(), scen.initial)
+        loader.cli([f"table_set_default {INGRESS}.decision_export {INGRESS}.export_decision"])
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        sock.bind((iface, 0))
+        n = 0
+        for op in scen.ops:
+            if isinstance(op, Write):
+                loader.write(op.mem, op.addr, op.word)
+                continue
+            loader.flush()
+            sent = _frame(op.packet, n & 0xFFFF)
+            sock.send(sent)
+            want = _expected_reply(sent, op.decision)
+            got = None
+            deadline = time.monotonic() + (3.0 if want is not None else 0.3)
+            while got is None and time.monotonic() < deadline:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                try:
+                    data, addr = sock.recvfrom(65535)
+                except TimeoutError:
+                    break
+                if addr[2] != PACKET_OUTGOING:
+                    got = _parse_reply(data, sent)
+            if want is None:
+                assert got is None, f"packet {n}: the model drops it, BMv2 emitted a frame"
+            else:
+                assert got is not None, f"packet {n}: no frame from BMv2 ({op.packet})"
+                assert got[0] == op.decision.as_dict(), f"packet {n}: {op.packet}"
+                assert got[1] == want[DECISION_STRUCT.size:], f"packet {n}: frame differs"
+            n += 1
+        sock.close()
