@@ -13,15 +13,15 @@ from model.config import ConfigError, load_config
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "default.toml"
 
 Handler = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {}
+Setup = Callable[[argparse.ArgumentParser], Handler]
+#: subcommand name -> (function that adds its arguments and returns its handler, help)
+_COMMANDS: dict[str, tuple[Setup, str]] = {}
 
 
-def command(name: str, help: str):
-    """Register a subcommand: the decorated function takes a parser and returns a handler."""
-    def wrap(setup: Callable[[argparse.ArgumentParser], Handler]):
-        def add_args(p: argparse.ArgumentParser) -> None:
-            p.set_defaults(_handler=setup(p))
-        _COMMANDS[name] = (None, add_args, help)  # type: ignore[assignment]
+def command(name: str, help: str) -> Callable[[Setup], Setup]:
+    """Register a subcommand; the decorated function adds arguments, returns a handler."""
+    def wrap(setup: Setup) -> Setup:
+        _COMMANDS[name] = (setup, help)
         return setup
     return wrap
 
@@ -177,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="l4lb", description="Stateful L4 load balancer: model, RTL, P4 and HLS C++ "
                                  "generated from one description.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (_, add_args, help) in _COMMANDS.items():
-        add_args(sub.add_parser(name, help=help, description=help))
+    for name, (setup, help) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(_handler=setup(p))
     return parser
 
 

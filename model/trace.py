@@ -33,7 +33,7 @@ __all__ = ["TraceParams", "Trace", "TraceReport", "make_trace", "replay", "new_p
 class TraceParams:
     connections: int = 10_000
     mean_packets: float = 4.0
-    mean_lifetime: float = 3_000.0  # in connection arrivals (sets the live-connection count)
+    mean_lifetime: float = 1_000.0  # in connection arrivals (sets the live-connection count)
     non_vip_fraction: float = 0.02
     updates: int = 20            # pool updates spread evenly over the trace
     insert_delay: int = 256      # packets between a learn and its insertion
