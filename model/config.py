@@ -170,6 +170,14 @@ class Salts:
     maglev_offset: int
     maglev_skip: int
 
+    @classmethod
+    def default(cls) -> Salts:
+        """The salts used when a config does not set them (``DEFAULT_SALTS``)."""
+        d = DEFAULT_SALTS
+        return cls(stages=tuple(d["stages"]), digest=d["digest"], maglev=d["maglev"],
+                   transit=tuple(d["transit"]), maglev_offset=d["maglev_offset"],
+                   maglev_skip=d["maglev_skip"])
+
 
 @dataclass(frozen=True)
 class Config:

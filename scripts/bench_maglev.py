@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from model import maglev
-from model.config import DEFAULT_SALTS, Dip, Salts
+from model.config import Dip, Salts
 from model.maglev import (
     addition_disruption,
     build_table,
@@ -33,14 +33,7 @@ from model.maglev import (
     removal_disruption,
 )
 
-SALTS = Salts(
-    stages=tuple(DEFAULT_SALTS["stages"]),
-    digest=DEFAULT_SALTS["digest"],
-    maglev=DEFAULT_SALTS["maglev"],
-    transit=tuple(DEFAULT_SALTS["transit"]),
-    maglev_offset=DEFAULT_SALTS["maglev_offset"],
-    maglev_skip=DEFAULT_SALTS["maglev_skip"],
-)
+SALTS = Salts.default()
 
 BUILD_CASE = (65537, 1000)
 QUALITY_CASES = [(251, 10), (4093, 100), (65537, 100), (65537, 1000), (65536, 1000)]

@@ -24,6 +24,13 @@ tuples = st.builds(FiveTuple, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 
                    st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 255))
 
 
+def random_keys(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"src_ip": rng.integers(0, 2**32, n), "dst_ip": rng.integers(0, 2**32, n),
+            "src_port": rng.integers(0, 2**16, n), "dst_port": rng.integers(0, 2**16, n),
+            "proto": rng.integers(0, 256, n)}
+
+
 def test_byte_layout_is_salt_then_fields_big_endian():
     t = FiveTuple(0x0A000001, 0xC0A80102, 0x1234, 0x0050, 6)
     assert hash_bytes(0xDEADBEEF, t, FIELDS) == bytes.fromhex(
@@ -49,11 +56,8 @@ def test_scalar_equals_zlib(salt, t, role):
 
 
 def test_vectorised_equals_scalar():
-    rng = np.random.default_rng(5)
     n = 2000
-    arrays = {"src_ip": rng.integers(0, 2**32, n), "dst_ip": rng.integers(0, 2**32, n),
-              "src_port": rng.integers(0, 2**16, n), "dst_port": rng.integers(0, 2**16, n),
-              "proto": rng.integers(0, 256, n)}
+    arrays = random_keys(n, seed=5)
     for role, salt in [("stage0", 0), ("stage3", 0x9E3779B9), ("maglev", 0xFFFFFFFF)]:
         got = crc32_tuples(salt, arrays, FIELD_ORDERS[role])
         for i in range(0, n, 97):
@@ -77,11 +81,8 @@ def _cfg(digest_bits=16, maglev_size=251):
 
 
 def test_hasher_batch_equals_scalar():
-    rng = np.random.default_rng(7)
     n = 500
-    arrays = {"src_ip": rng.integers(0, 2**32, n), "dst_ip": rng.integers(0, 2**32, n),
-              "src_port": rng.integers(0, 2**16, n), "dst_port": rng.integers(0, 2**16, n),
-              "proto": rng.integers(0, 256, n)}
+    arrays = random_keys(n, seed=7)
     for digest_bits, m in [(16, 251), ("full", 4096), (32, 65537)]:
         h = Hasher(_cfg(digest_bits, m))
         b = h.batch(arrays)

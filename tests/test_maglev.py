@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model import maglev
-from model.config import DEFAULT_SALTS, Dip, Salts, is_prime
+from model.config import Dip, Salts, is_prime
 from model.maglev import (
     addition_disruption,
     build_table,
@@ -24,14 +24,7 @@ from model.maglev import (
     shares,
 )
 
-SALTS = Salts(
-    stages=tuple(DEFAULT_SALTS["stages"]),
-    digest=DEFAULT_SALTS["digest"],
-    maglev=DEFAULT_SALTS["maglev"],
-    transit=tuple(DEFAULT_SALTS["transit"]),
-    maglev_offset=DEFAULT_SALTS["maglev_offset"],
-    maglev_skip=DEFAULT_SALTS["maglev_skip"],
-)
+SALTS = Salts.default()
 
 
 def dips(n: int, weight=lambda i: 1) -> list[Dip]:
