@@ -1,0 +1,423 @@
+"""The data-plane core: one packet decision per clock, bit-exact with the model.
+
+Pipeline (``R = hash_stages``; stage ``k`` is the ``k``-th register after the input)::
+
+    stage 0      VipTable match (CAM), HashUnit key in           | vip writes
+    stage 1      VipTable result
+    stage R      ConnTable, TransitTable, VipState lookups        | conn, vip_state writes
+    stage R+1    resolve hit/stage/version; transit test and set  | transit writes
+    stage R+2    MaglevLookup (slot_map -> maglev -> dip)         | slot_map/maglev/dip writes
+    stage R+6    MaglevLookup result -> decision
+    output       registered ``dec`` stream, learn FIFO push, counters
+
+Streams follow :mod:`amaranth.lib.stream` transfer rules: a transfer happens in a
+cycle where ``valid`` and ``ready`` are both high; a source must not wait for ``ready``
+before asserting ``valid``, and once ``valid`` is high it keeps the payload stable until
+the transfer. The core's ``ready`` outputs do not depend on the same stream's ``valid``.
+
+**Writes are pipeline slots.** The two inputs ``pkt`` and ``wr`` are merged into one
+sequence of *ops*: each cycle at most one op is accepted, and a waiting write wins over
+a waiting packet (control-plane writes are rare and must not starve under line-rate
+traffic; ``pkt.ready = en & ~wr.valid``, ``wr.ready = en``). A write op travels down the
+pipeline like a packet and is applied when it reaches the stage where its memory is read.
+Hence every packet accepted before the write sees the old word and every packet accepted
+after it sees the new word -- exactly the model's semantics of a write between two
+packets, without draining the pipeline. Within one stage a memory is read by at most one
+op per cycle, so "lookup and write of the same word in the same cycle" cannot happen;
+the one read-after-write across stages (TransitTable bits set at ``R+1`` by packet ``N``
+and read at ``R`` by packet ``N+1``) goes through the TransitTable's transparent read.
+
+**Backpressure** is a global stall: ``en = ~dec.valid | dec.ready``. When the output
+register holds a decision that is not taken, every pipeline register, every memory read
+port and every memory write (all sub-components are wrapped in
+:class:`~amaranth.hdl.EnableInserter`) holds; nothing is lost or duplicated, and a
+bubble or a write op in the output stage never stalls. ``en`` fans out to all pipeline
+flip-flops from ``dec.ready`` through one gate; register ``dec.ready`` outside (a skid
+buffer) if that path limits the clock.
+
+**Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
+pushed into a FIFO of ``learn_fifo_depth`` entries as the decision enters the output
+register; when it is full the event is dropped and ``counters.learn_drops`` increments
+(the decision still says ``learn = 1``).
+"""
+
+from collections.abc import Mapping, Sequence
+
+from amaranth.hdl import EnableInserter, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from model.config import Config
+from model.layout import Action, Phase, memory_specs
+from model.pipeline import TCP_FIN, TCP_RST
+
+from .conntable import ConnTable
+from .hash_unit import HashUnit
+from .layouts import (
+    counters_layout,
+    decision_layout,
+    learn_layout,
+    memory_map,
+    packet_layout,
+    stage_bits,
+    write_layout,
+)
+from .maglev import MAGLEV_MEMS, MaglevLookup
+from .transit import TransitTable
+from .vip_table import VipState, VipTable
+
+__all__ = ["L4LBCore"]
+
+#: Latency of the stages after the ConnTable lookup stage R, up to the output register.
+_TAIL = 7
+
+
+class L4LBCore(wiring.Component):
+    """Stateful L4 load-balancer data plane (see the module docstring for the design).
+
+    Parameters
+    ----------
+    cfg : Config
+        Configuration; all sizes come from ``cfg.geometry`` and the hashes from
+        ``cfg.salts``.
+    hash_stages : int
+        Register stages of the hash XOR networks (1..4).
+    meta_width : int
+        Width of the opaque ``meta`` field passed from ``pkt`` to ``dec`` (1..256).
+    learn_fifo_depth : int
+        Depth of the learn-event FIFO (1..4096).
+    counter_width : int
+        Width of each statistics counter (8..64).
+    init_images : mapping of str to sequence of int, optional
+        Power-on contents of the memories by name (``model.layout`` words, the
+        ``mem/*.hex`` images). Without it every memory starts at zero.
+
+    Members
+    -------
+    pkt : ``In(stream.Signature(packet_layout(meta_width)))``
+        Parsed header vectors: ``key`` (5-tuple), ``tcp_flags``, ``meta``.
+    wr : ``In(stream.Signature(write_layout(geo)))``
+        Control-plane writes: ``mem`` (id, see :func:`~hdl.layouts.memory_map`),
+        ``addr``, ``data``. Unknown ids and out-of-range addresses are ignored; ``data``
+        bits above the memory's width are ignored.
+    dec : ``Out(stream.Signature(decision_layout(geo, meta_width)))``
+        One decision per packet, in input order, ``latency`` cycles after acceptance
+        when not back-pressured.
+    learn : ``Out(stream.Signature(learn_layout(geo)))``
+        Learn events.
+    counters : ``Out(counters_layout(counter_width))``
+        ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
+        ``drops`` (action DROP) and ``learn_drops``; they count decisions as they enter
+        the output register and wrap around.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a :class:`~model.config.Config`.
+    ValueError
+        If a parameter is out of range or ``init_images`` names an unknown memory or
+        holds too many words.
+    """
+
+    def __init__(self, cfg: Config, *, hash_stages: int = 1, meta_width: int = 32,
+                 learn_fifo_depth: int = 16, counter_width: int = 48,
+                 init_images: Mapping[str, Sequence[int]] | None = None):
+        if not isinstance(cfg, Config):
+            raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
+        if not isinstance(hash_stages, int) or not 1 <= hash_stages <= 4:
+            raise ValueError(f"hash_stages must be an integer within 1..4, not {hash_stages!r}")
+        if not isinstance(meta_width, int) or not 1 <= meta_width <= 256:
+            raise ValueError(f"meta_width must be an integer within 1..256, not {meta_width!r}")
+        if not isinstance(learn_fifo_depth, int) or not 1 <= learn_fifo_depth <= 4096:
+            raise ValueError(f"learn_fifo_depth must be an integer within 1..4096, "
+                             f"not {learn_fifo_depth!r}")
+        if not isinstance(counter_width, int) or not 8 <= counter_width <= 64:
+            raise ValueError(f"counter_width must be an integer within 8..64, "
+                             f"not {counter_width!r}")
+        g = cfg.geometry
+        specs = {s.name: s for s in memory_specs(g)}
+        images = dict(init_images or {})
+        for name, words in images.items():
+            if name not in specs:
+                raise ValueError(f"init_images names unknown memory {name!r} "
+                                 f"(expected one of {list(specs)})")
+            if len(words) > specs[name].depth:
+                raise ValueError(f"init_images[{name!r}] has {len(words)} words, more than "
+                                 f"the depth {specs[name].depth}")
+        self._cfg = cfg
+        self._hash_stages = hash_stages
+        self._meta_width = meta_width
+        self._learn_fifo_depth = learn_fifo_depth
+        self._counter_width = counter_width
+        self._images = {k: [int(x) for x in v] for k, v in images.items()}
+        super().__init__({
+            "pkt": In(stream.Signature(packet_layout(meta_width))),
+            "wr": In(stream.Signature(write_layout(g))),
+            "dec": Out(stream.Signature(decision_layout(g, meta_width))),
+            "learn": Out(stream.Signature(learn_layout(g))),
+            "counters": Out(counters_layout(counter_width)),
+        })
+
+    # ---- static properties ---------------------------------------------------------
+    @property
+    def cfg(self) -> Config:
+        return self._cfg
+
+    @property
+    def hash_stages(self) -> int:
+        return self._hash_stages
+
+    @property
+    def meta_width(self) -> int:
+        return self._meta_width
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a packet's acceptance (``pkt`` transfer in cycle ``t``) to its
+        decision being valid on ``dec`` (cycle ``t + latency``) without backpressure."""
+        return 1 + self._hash_stages + _TAIL
+
+    @property
+    def stages(self) -> int:
+        """Pipeline depth in ops (the number of ops that can be in flight)."""
+        return self.latency
+
+    def _image(self, name: str) -> list[int] | None:
+        return self._images.get(name)
+
+    # ---- elaboration ---------------------------------------------------------------
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, g = self._cfg, self._cfg.geometry
+        mm = memory_map(g)
+        R = self._hash_stages
+        n_stages = R + _TAIL  # pipeline registers st[0] .. st[R+6]; then the output reg
+
+        op_layout = data.UnionLayout({"pkt": packet_layout(self._meta_width),
+                                      "wr": write_layout(g)})
+        slot_layout = data.StructLayout({
+            "valid": 1,
+            "is_wr": 1,
+            "op": op_layout,
+            "vip_hit": 1,
+            "vip_id": g.vip_bits,
+            "mag_idx": g.maglev_index_bits,
+            "hit": 1,
+            "stage": stage_bits(g),
+            "version": g.version_bits,
+            "transit_hit": 1,
+        })
+
+        en = Signal()
+        m.d.comb += en.eq(~self.dec.valid | self.dec.ready)
+
+        # ---- sub-components, all stalled by `en` ----------------------------------
+        hash_unit = HashUnit(cfg, R)
+        vip = VipTable(g, self._image("vip"))
+        vip_state = VipState(g, self._image("vip_state"))
+        conn_init = None
+        if any(f"conn{i}" in self._images for i in range(g.stages)):
+            conn_init = [self._images.get(f"conn{i}", []) for i in range(g.stages)]
+        conn = ConnTable(g, conn_init)
+        transit_init = None
+        if any(f"transit{j}" in self._images for j in range(g.transit_hashes)):
+            transit_init = [self._images.get(f"transit{j}", [])
+                            for j in range(g.transit_hashes)]
+        transit = TransitTable(g, transit_init)
+        maglev = MaglevLookup(g, {k: v for k, v in self._images.items()
+                                  if k in MAGLEV_MEMS})
+        assert hash_unit.latency == R and vip.latency == 1
+        assert conn.latency == 1 and vip_state.latency == 1 and transit.latency == 1
+        assert maglev.latency == 4 and hash_unit.maglev_latency <= R + 2
+        for name, sub in (("hash", hash_unit), ("vip", vip), ("vip_state", vip_state),
+                          ("conn", conn), ("transit", transit), ("maglev", maglev)):
+            m.submodules[name] = EnableInserter(en)(sub)
+
+        # ---- pipeline registers ------------------------------------------------------
+        st = [Signal(slot_layout, name=f"st{k}") for k in range(n_stages)]
+        # nxt[k]: the slot of stage k with the results that arrive in stage k merged in;
+        # it is what stage k+1 captures.
+        nxt = [Signal(slot_layout, name=f"nxt{k}") for k in range(n_stages)]
+        for k in range(n_stages):
+            m.d.comb += nxt[k].eq(st[k])
+            if k + 1 < n_stages:
+                with m.If(en):
+                    m.d.sync += st[k + 1].eq(nxt[k])
+
+        def is_pkt(k: int):
+            return st[k].valid & ~st[k].is_wr
+
+        def write_to(k: int, name: str):
+            """The op in stage k is a write to memory `name` within its depth."""
+            info = mm[name]
+            w = st[k].op.wr
+            return (st[k].valid & st[k].is_wr & (w.mem == info.id)
+                    & (w.addr < info.depth))
+
+        # ---- input arbitration: writes first ---------------------------------------
+        take_wr = Signal()
+        take_pkt = Signal()
+        m.d.comb += [
+            self.wr.ready.eq(en),
+            self.pkt.ready.eq(en & ~self.wr.valid),
+            take_wr.eq(self.wr.valid & self.wr.ready),
+            take_pkt.eq(self.pkt.valid & self.pkt.ready),
+        ]
+        with m.If(en):
+            m.d.sync += [st[0].valid.eq(take_wr | take_pkt), st[0].is_wr.eq(take_wr)]
+            with m.If(take_wr):
+                m.d.sync += st[0].op.wr.eq(self.wr.payload)
+            with m.Else():
+                m.d.sync += st[0].op.pkt.eq(self.pkt.payload)
+
+        # ---- stage 0: VIP CAM and hash input ---------------------------------------
+        key0 = st[0].op.pkt.key
+        m.d.comb += [
+            vip.dst_ip.eq(key0.dst_ip),
+            vip.dst_port.eq(key0.dst_port),
+            vip.proto.eq(key0.proto),
+            vip.w_en.eq(write_to(0, "vip")),
+            vip.w_addr.eq(st[0].op.wr.addr),
+            vip.w_data.eq(st[0].op.wr.data),
+            hash_unit.key.eq(key0),
+        ]
+
+        # ---- stage 1: VIP result -----------------------------------------------------
+        m.d.comb += [nxt[1].vip_hit.eq(is_pkt(1) & vip.hit), nxt[1].vip_id.eq(vip.vip_id)]
+
+        # ---- stage R: ConnTable, TransitTable, VipState --------------------------------
+        wR = st[R].op.wr
+        conn_write = Signal()
+        for i in range(g.stages):
+            with m.If(write_to(R, f"conn{i}")):
+                m.d.comb += [conn_write.eq(1), conn.w_stage.eq(i)]
+        m.d.comb += [
+            conn.index.eq(hash_unit.stage_index),
+            conn.digest.eq(hash_unit.digest),
+            conn.w_en.eq(conn_write),
+            conn.w_addr.eq(wR.addr),
+            conn.w_data.eq(wR.data),
+            transit.index.eq(hash_unit.transit_index),
+            vip_state.vip_id.eq(nxt[R].vip_id),
+            vip_state.w_en.eq(write_to(R, "vip_state")),
+            vip_state.w_addr.eq(wR.addr),
+            vip_state.w_data.eq(wR.data),
+        ]
+        Rm = hash_unit.maglev_latency
+        m.d.comb += nxt[Rm].mag_idx.eq(hash_unit.maglev_index)
+
+        # ---- stage R+1: resolve the version; TransitTable test and set ----------------
+        s1 = st[R + 1]
+        vip_pkt = Signal()
+        miss = Signal()
+        record = Signal()
+        transit_hit = Signal()
+        m.d.comb += [
+            vip_pkt.eq(is_pkt(R + 1) & s1.vip_hit),
+            miss.eq(vip_pkt & ~conn.hit),
+            record.eq(miss & (vip_state.phase == Phase.RECORD)),
+            transit_hit.eq(miss & (vip_state.phase == Phase.FLIP) & transit.all_set),
+            transit.set.eq(record),
+            nxt[R + 1].hit.eq(vip_pkt & conn.hit),
+            nxt[R + 1].transit_hit.eq(transit_hit),
+        ]
+        with m.If(vip_pkt & conn.hit):
+            m.d.comb += [nxt[R + 1].stage.eq(conn.stage), nxt[R + 1].version.eq(conn.version)]
+        with m.Elif(transit_hit):
+            m.d.comb += [nxt[R + 1].stage.eq(0), nxt[R + 1].version.eq(vip_state.old_version)]
+        with m.Else():
+            m.d.comb += [nxt[R + 1].stage.eq(0), nxt[R + 1].version.eq(vip_state.cur_version)]
+        w1 = s1.op.wr
+        transit_write = Signal()
+        for j in range(g.transit_hashes):
+            with m.If(write_to(R + 1, f"transit{j}")):
+                m.d.comb += [transit_write.eq(1), transit.w_sel.eq(j)]
+        m.d.comb += [transit.w_en.eq(transit_write), transit.w_addr.eq(w1.addr),
+                     transit.w_data.eq(w1.data)]
+
+        # ---- stage R+2: Maglev lookup --------------------------------------------------
+        s2 = nxt[R + 2]
+        w2 = s2.op.wr
+        ml_write = Signal()
+        for name, sel in MAGLEV_MEMS.items():
+            with m.If(write_to(R + 2, name)):
+                m.d.comb += [ml_write.eq(1), maglev.w_mem.eq(sel)]
+        m.d.comb += [
+            maglev.vip_id.eq(s2.vip_id),
+            maglev.version.eq(s2.version),
+            maglev.index.eq(s2.mag_idx),
+            maglev.w_en.eq(ml_write),
+            maglev.w_addr.eq(w2.addr),
+            maglev.w_data.eq(w2.data),
+        ]
+
+        # ---- stage R+6: decision -------------------------------------------------------
+        last = R + 6
+        s6 = nxt[last]
+        p6 = s6.op.pkt
+        dec = Signal(self.dec.payload.shape())
+        lb = Signal()
+        m.d.comb += [
+            lb.eq(s6.vip_hit & maglev.slot_valid),
+            dec.meta.eq(p6.meta),
+            dec.out_dst_ip.eq(p6.key.dst_ip),
+            dec.out_dst_port.eq(p6.key.dst_port),
+        ]
+        with m.If(s6.vip_hit):
+            m.d.comb += [
+                dec.action.eq(Action.DROP),
+                dec.vip_id.eq(s6.vip_id),
+                dec.hit.eq(s6.hit),
+                dec.stage.eq(s6.stage),
+                dec.version.eq(s6.version),
+                dec.transit_hit.eq(s6.transit_hit),
+            ]
+            with m.If(lb):
+                m.d.comb += [
+                    dec.action.eq(Action.LB),
+                    dec.slot.eq(maglev.slot),
+                    dec.dip.eq(maglev.dip),
+                    dec.dip_ip.eq(maglev.dip_ip),
+                    dec.dip_port.eq(maglev.dip_port),
+                    dec.learn.eq(~s6.hit),
+                    dec.close.eq(s6.hit & (p6.key.proto == 6)
+                                 & (p6.tcp_flags & (TCP_FIN | TCP_RST)).any()),
+                    dec.out_dst_ip.eq(maglev.dip_ip),
+                    dec.out_dst_port.eq(maglev.dip_port),
+                ]
+
+        # ---- output register -----------------------------------------------------------
+        retire = Signal()  # a packet's decision enters the output register this cycle
+        m.d.comb += retire.eq(en & is_pkt(last))
+        with m.If(en):
+            m.d.sync += [self.dec.valid.eq(is_pkt(last)), self.dec.payload.eq(dec)]
+
+        # ---- learn events --------------------------------------------------------------
+        fifo = SyncFIFOBuffered(width=learn_layout(g).size, depth=self._learn_fifo_depth)
+        m.submodules.learn_fifo = fifo
+        event = Signal(learn_layout(g))
+        m.d.comb += [
+            event.key.eq(p6.key),
+            event.vip_id.eq(s6.vip_id),
+            event.version.eq(s6.version),
+            fifo.w_data.eq(event),
+            fifo.w_en.eq(retire & dec.learn),
+            self.learn.valid.eq(fifo.r_rdy),
+            self.learn.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.learn.ready),
+        ]
+
+        # ---- counters ------------------------------------------------------------------
+        c = self.counters
+        with m.If(retire):
+            m.d.sync += c.packets.eq(c.packets + 1)
+            with m.If(s6.vip_hit):
+                m.d.sync += c.vip_hits.eq(c.vip_hits + 1)
+            with m.If(s6.vip_hit & ~s6.hit):
+                m.d.sync += c.conn_misses.eq(c.conn_misses + 1)
+            with m.If(dec.action == Action.DROP):
+                m.d.sync += c.drops.eq(c.drops + 1)
+            with m.If(dec.learn & ~fifo.w_rdy):
+                m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
+        return m

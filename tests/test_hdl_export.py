@@ -1,0 +1,75 @@
+# amaranth: UnusedElaboratable=no
+"""hdl/export.py: the Verilog file, its interface description and ``l4lb rtl``."""
+
+import json
+import re
+
+import pytest
+
+from hdl.export import MODULE_NAME, compact_memory_inits, write_verilog
+from hdl.layouts import memory_map
+from hdl.top import port_widths
+from l4lb.cli import main
+from model.layout import memory_specs
+
+
+def _ports(verilog: str) -> dict[str, tuple[str, int]]:
+    body = verilog[verilog.index(f"module {MODULE_NAME}("):]
+    body = body[:body.index("endmodule")]
+    out = {}
+    for d, w, n in re.findall(r"^  (input|output) (?:\[(\d+):0\] )?(\w+);$", body, re.M):
+        out[n] = ("in" if d == "input" else "out", int(w or 0) + 1)
+    return out
+
+
+@pytest.mark.parametrize("cfg_name", ["default_cfg", "small_cfg"])
+def test_verilog_ports_and_description(cfg_name, request, tmp_path):
+    cfg = request.getfixturevalue(cfg_name)
+    path = write_verilog(cfg, tmp_path)
+    text = path.read_text()
+    assert path.name == "l4lb_core.v"
+    ports = _ports(text)
+    want = port_widths(cfg) | {"clk": ("in", 1), "rst": ("in", 1)}
+    assert ports == want
+    info = json.loads((tmp_path / "l4lb_core.json").read_text())
+    assert info["latency"] == 9 and info["hash_stages"] == 1
+    assert [m["name"] for m in info["memories"]] == [s.name for s in memory_specs(cfg.geometry)]
+    assert [m["id"] for m in info["memories"]] == list(range(len(info["memories"])))
+    assert info["ports"] == {n: {"dir": d, "width": w} for n, (d, w) in port_widths(cfg).items()}
+    # the write interface fits every memory
+    mm = memory_map(cfg.geometry)
+    assert 2 ** ports["wr_mem"][1] >= len(mm)
+    assert ports["wr_data"][1] == max(m.width for m in mm.values())
+    assert 2 ** ports["wr_addr"][1] >= max(m.depth for m in mm.values())
+
+
+def test_init_images_are_in_the_verilog(small_cfg, tmp_path):
+    images = {"dip": [0, 0xC0A80101_1F90, 0, 7], "vip": [(1 << 56) | 5]}
+    text = write_verilog(small_cfg, tmp_path, images).read_text()
+    assert "dip_mem[1] = 48'hc0a801011f90;" in text
+    assert "dip_mem[3] = 48'h000000000007;" in text
+    assert "dip_mem[2] =" not in text  # zero words come from the fill loop
+    assert "57'h100000000000005" in text  # the VIP register's power-on value
+
+
+def test_compact_memory_inits_only_rewrites_complete_blocks():
+    text = "\n".join(["  reg [3:0] m [2:0];", "  initial begin", "    m[0] = 4'h0;",
+                      "    m[1] = 4'h5;", "    m[2] = 4'h0;", "  end", "  reg [1:0] k [1:0];",
+                      "  initial begin", "    k[1] = 2'h0;", "  end"])
+    out = compact_memory_inits(text)
+    assert "for (i = 0; i < 3; i = i + 1)" in out and "m[1] = 4'h5;" in out
+    assert "m[0] = 4'h0;" not in out
+    assert "    k[1] = 2'h0;" in out  # incomplete block left alone
+
+
+def test_cli_rtl(tmp_path, capsys):
+    from .conftest import EXAMPLES
+    rc = main(["rtl", str(EXAMPLES / "small.toml"), "-o", str(tmp_path / "rtl")])
+    assert rc == 0
+    assert (tmp_path / "rtl" / "l4lb_core.v").exists()
+    assert "latency 9 cycles" in capsys.readouterr().out
+
+
+def test_write_verilog_validates(tmp_path):
+    with pytest.raises(TypeError, match="Config"):
+        write_verilog(None, tmp_path)
