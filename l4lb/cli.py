@@ -172,6 +172,22 @@ _optional("generate", "codegen.generate", "cli_generate",
           "write rtl/, p4/ (v1model, tna, entries) and hls/ in one go", _out_args)
 
 
+def _synth_args(p: argparse.ArgumentParser) -> None:
+    from l4lb.synth import add_arguments
+    add_arguments(p)
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    from l4lb.bench import add_arguments
+    add_arguments(p)
+
+
+_optional("synth", "l4lb.synth", "cli_synth",
+          "synthesise, place and route the RTL core and report resources and Fmax", _synth_args)
+_optional("bench", "l4lb.bench", "cli_bench",
+          "run the model/Maglev/ConnTable benchmarks and write docs/bench.json", _bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l4lb", description="Stateful L4 load balancer: model, RTL, P4 and HLS C++ "

@@ -110,10 +110,12 @@ def pack_vip_state(geo: Geometry, phase: Phase, old_version: int, cur_version: i
     return (int(phase) << (2 * V)) | (old_version << V) | cur_version
 
 
-def unpack_vip_state(geo: Geometry, word: int) -> tuple[Phase, int, int]:
+def unpack_vip_state(geo: Geometry, word: int) -> tuple[int, int, int]:
+    """(phase, old_version, cur_version). Phase 3 is reserved and behaves as IDLE in
+    every target (only RECORD and FLIP change what a miss does)."""
     V = geo.version_bits
     m = (1 << V) - 1
-    return Phase(word >> (2 * V) & 3), (word >> V) & m, word & m
+    return word >> (2 * V) & 3, (word >> V) & m, word & m
 
 
 def pack_slot(geo: Geometry, valid: bool, slot: int) -> int:

@@ -203,3 +203,12 @@ def test_malformed_vector_line(small_cfg, tmp_path):
         f.write("P 1 2 3\n")
     with pytest.raises(ValueError, match=r"vectors.txt:\d+: malformed line 'P 1 2 3'"):
         read_vectors(small_cfg, tmp_path)
+
+
+def test_reserved_phase_behaves_as_idle(default_cfg):
+    cp, dp = _setup(default_cfg)
+    p = _pkt(default_cfg)
+    idle = dp.process(p)
+    cp.mem.write("vip_state", 0, 3 << (2 * default_cfg.geometry.version_bits))
+    assert dp.process(p) == idle
+    assert not cp.mem["transit0"].any()
