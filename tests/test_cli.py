@@ -33,3 +33,12 @@ def test_config_error_is_one_line(tmp_path):
     assert r.stderr.strip() == ("l4lb: config error: vip[0].protocol: unknown protocol "
                                 "'icmp' (expected one of ['tcp', 'udp'])")
     assert "Traceback" not in r.stderr
+
+
+def test_generate_writes_every_target(tmp_path, capsys):
+    assert main(["generate", str(EXAMPLES / "default.toml"), "-o", str(tmp_path)]) == 0
+    for rel in ["rtl/l4lb_core.v", "p4/l4lb_v1model.p4", "p4/l4lb_tna.p4",
+                "p4/entries_bmv2.txt", "p4/entries_bfrt.py", "hls/l4lb_kernel.cpp",
+                "hls/l4lb_config.h", "hls/l4lb_tb.cpp"]:
+        assert (tmp_path / rel).stat().st_size > 0, rel
+    assert "module l4lb_core" in (tmp_path / "rtl/l4lb_core.v").read_text()
