@@ -1,14 +1,18 @@
 """The data-plane core: one packet decision per clock, bit-exact with the model.
 
-Pipeline (``R = hash_stages``; stage ``k`` is the ``k``-th register after the input)::
+Pipeline (``R = hash_stages``; stage ``k`` is the ``k``-th register after the input). It is
+free-running: no stage ever holds, a slot is a packet, a write or a bubble. Every
+block-RAM read is registered before any logic uses it::
 
-    stage 0      VipTable match (CAM), HashUnit key in           | vip writes
-    stage 1      VipTable result
-    stage R      ConnTable, TransitTable, VipState lookups        | conn, vip_state writes
-    stage R+1    resolve hit/stage/version; transit test and set  | transit writes
-    stage R+2    MaglevLookup (slot_map -> maglev -> dip)         | slot_map/maglev/dip writes
-    stage R+6    MaglevLookup result -> decision
-    output       registered ``dec`` stream, learn FIFO push, counters
+    stage 0      VipTable compare, HashUnit key in                  | vip writes
+    stage 2      VipTable result; VipState read                     | vip_state writes
+    stage 3      VipState result
+    stage R      ConnTable read                                     | conn writes
+    stage X=R+4  ConnTable result; Bloom test (read) or set (write)  | transit writes
+    stage X+2    Bloom bits; resolve hit / transit_hit / version
+    stage A=X+3  MaglevLookup (slot_map, maglev, dip; 8 cycles)     | slot_map/maglev/dip writes
+    stage D=A+8  MaglevLookup result -> decision
+    retire       decision register -> decision FIFO, learn FIFO push, counters
 
 Streams follow :mod:`amaranth.lib.stream` transfer rules: a transfer happens in a
 cycle where ``valid`` and ``ready`` are both high; a source must not wait for ``ready``
@@ -18,32 +22,36 @@ the transfer. The core's ``ready`` outputs do not depend on the same stream's ``
 **Writes are pipeline slots.** The two inputs ``pkt`` and ``wr`` are merged into one
 sequence of *ops*: each cycle at most one op is accepted, and a waiting write wins over
 a waiting packet (control-plane writes are rare and must not starve under line-rate
-traffic; ``pkt.ready = en & ~wr.valid``, ``wr.ready = en``). A write op travels down the
-pipeline like a packet and is applied when it reaches the stage where its memory is read.
-Hence every packet accepted before the write sees the old word and every packet accepted
-after it sees the new word -- exactly the model's semantics of a write between two
-packets, without draining the pipeline. Within one stage a memory is read by at most one
-op per cycle, so "lookup and write of the same word in the same cycle" cannot happen;
-the one read-after-write across stages (TransitTable bits set at ``R+1`` by packet ``N``
-and read at ``R`` by packet ``N+1``) goes through the TransitTable's transparent read.
+traffic; ``pkt.ready = credit & ~wr.valid``, ``wr.ready = 1``). A write op travels down
+the pipeline like a packet and is applied when it reaches the stage where its memory is
+read. Hence every packet accepted before the write sees the old word and every packet
+accepted after it sees the new word -- exactly the model's semantics of a write between
+two packets, without draining the pipeline. Within one stage a memory is read by at most
+one op per cycle, so "lookup and write of the same word in the same cycle" cannot happen.
+The TransitTable bits are read and written in the same stage ``X``: an op there tests its
+bits (FLIP-phase miss), sets them (RECORD-phase miss) or is a control write, never two
+of these, so each memory needs one address per cycle and every test sees the bits set
+by all earlier packets, with no bypass. Every block RAM's read and write share one
+address (the write's in a write slot, whose lookup result is unused), so that the block
+RAM's own read-before-write mode gives this ordering.
 
-**Backpressure** is a global stall: ``en = ~dec.valid | dec.ready``. When the output
-register holds a decision that is not taken, every pipeline register, every memory read
-port and every memory write (all sub-components are wrapped in
-:class:`~amaranth.hdl.EnableInserter`) holds; nothing is lost or duplicated, and a
-bubble or a write op in the output stage never stalls. ``en`` fans out to all pipeline
-flip-flops from ``dec.ready`` through one gate; register ``dec.ready`` outside (a skid
-buffer) if that path limits the clock.
+**Backpressure** uses credits and an output FIFO instead of a stall: decisions retire
+into a FIFO of ``output_fifo_depth = latency + 1`` entries regardless of ``dec.ready``;
+a counter holds the packets accepted and not yet taken from ``dec``, and ``pkt.ready``
+is low while it equals the FIFO depth, so the FIFO never overflows, nothing is lost or
+duplicated, and decisions stay in order. Without backpressure the count settles at
+``latency`` and the input never stalls. ``dec.ready`` only reaches the FIFO read and the
+counter.
 
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
-pushed into a FIFO of ``learn_fifo_depth`` entries as the decision enters the output
-register; when it is full the event is dropped and ``counters.learn_drops`` increments
-(the decision still says ``learn = 1``).
+pushed into a FIFO of ``learn_fifo_depth`` entries as the decision retires; when it is
+full the event is dropped and ``counters.learn_drops`` increments (the decision still
+says ``learn = 1``).
 """
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import EnableInserter, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -64,13 +72,18 @@ from .layouts import (
     write_layout,
 )
 from .maglev import MAGLEV_MEMS, MaglevLookup
-from .transit import TransitTable
+from .transit import TransitBits
 from .vip_table import VipState, VipTable
 
 __all__ = ["L4LBCore"]
 
-#: Latency of the stages after the ConnTable lookup stage R, up to the output register.
-_TAIL = 7
+_VIP_LAT = 2      # VipTable: compare, priority
+_CONN_LAT = 4     # ConnTable: read, register, compare, priority
+_MAGLEV_LAT = 8   # MaglevLookup: three reads, each registered, address add, bank select
+_FIFO_LAT = 2     # SyncFIFOBuffered: write to r_rdy
+#: Cycles from the hash result (stage R) to ``dec.valid``: conn, Bloom test (3),
+#: Maglev, decision register (1), the accept register (1) and the output FIFO.
+_TAIL = _CONN_LAT + 3 + _MAGLEV_LAT + 1 + 1 + _FIFO_LAT
 
 
 class L4LBCore(wiring.Component):
@@ -108,8 +121,8 @@ class L4LBCore(wiring.Component):
         Learn events.
     counters : ``Out(counters_layout(counter_width))``
         ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
-        ``drops`` (action DROP) and ``learn_drops``; they count decisions as they enter
-        the output register and wrap around.
+        ``drops`` (action DROP) and ``learn_drops``; they count decisions as they retire
+        (enter the decision FIFO) and wrap around.
 
     Raises
     ------
@@ -176,12 +189,19 @@ class L4LBCore(wiring.Component):
     def latency(self) -> int:
         """Cycles from a packet's acceptance (``pkt`` transfer in cycle ``t``) to its
         decision being valid on ``dec`` (cycle ``t + latency``) without backpressure."""
-        return 1 + self._hash_stages + _TAIL
+        return self._hash_stages + _TAIL
 
     @property
     def stages(self) -> int:
         """Pipeline depth in ops (the number of ops that can be in flight)."""
         return self.latency
+
+    @property
+    def output_fifo_depth(self) -> int:
+        """Depth of the decision FIFO, which is also the number of packet credits: at
+        most this many packets are accepted and not yet taken from ``dec``
+        (``latency + 1``, enough for one packet per clock without backpressure)."""
+        return self.latency + 1
 
     def _image(self, name: str) -> list[int] | None:
         return self._images.get(name)
@@ -192,7 +212,11 @@ class L4LBCore(wiring.Component):
         cfg, g = self._cfg, self._cfg.geometry
         mm = memory_map(g)
         R = self._hash_stages
-        n_stages = R + _TAIL  # pipeline registers st[0] .. st[R+6]; then the output reg
+        X = R + _CONN_LAT          # ConnTable result; Bloom test or set (one stage)
+        A = X + 3                  # MaglevLookup presented
+        D = A + _MAGLEV_LAT        # MaglevLookup result -> decision
+        n_stages = D + 1           # pipeline registers st[0] .. st[D]
+        T, NT = g.transit_log2_bits, g.transit_hashes
 
         op_layout = data.UnionLayout({"pkt": packet_layout(self._meta_width),
                                       "wr": write_layout(g)})
@@ -200,39 +224,44 @@ class L4LBCore(wiring.Component):
             "valid": 1,
             "is_wr": 1,
             "op": op_layout,
+            "wr_hit": len(mm),  # write op: bit `id` = its memory, address within depth
             "vip_hit": 1,
             "vip_id": g.vip_bits,
+            "phase": 2,
+            "old_version": g.version_bits,
+            "cur_version": g.version_bits,
             "mag_idx": g.maglev_index_bits,
+            "tidx": data.ArrayLayout(T, NT),
             "hit": 1,
             "stage": stage_bits(g),
             "version": g.version_bits,
             "transit_hit": 1,
         })
 
-        en = Signal()
-        m.d.comb += en.eq(~self.dec.valid | self.dec.ready)
-
-        # ---- sub-components, all stalled by `en` ----------------------------------
+        # ---- sub-components (free-running: no stall anywhere) -------------------------
         hash_unit = HashUnit(cfg, R)
         vip = VipTable(g, self._image("vip"))
         vip_state = VipState(g, self._image("vip_state"))
         conn_init = None
         if any(f"conn{i}" in self._images for i in range(g.stages)):
             conn_init = [self._images.get(f"conn{i}", []) for i in range(g.stages)]
-        conn = ConnTable(g, conn_init)
+        conn = ConnTable(g, conn_init, shared_port=True)
         transit_init = None
-        if any(f"transit{j}" in self._images for j in range(g.transit_hashes)):
-            transit_init = [self._images.get(f"transit{j}", [])
-                            for j in range(g.transit_hashes)]
-        transit = TransitTable(g, transit_init)
-        maglev = MaglevLookup(g, {k: v for k, v in self._images.items()
+        if any(f"transit{j}" in self._images for j in range(NT)):
+            transit_init = [self._images.get(f"transit{j}", []) for j in range(NT)]
+        transit = TransitBits(g, transit_init)
+        maglev = MaglevLookup(g, shared_port=True, init={k: v for k, v in self._images.items()
                                   if k in MAGLEV_MEMS})
-        assert hash_unit.latency == R and vip.latency == 1
-        assert conn.latency == 1 and vip_state.latency == 1 and transit.latency == 1
-        assert maglev.latency == 4 and hash_unit.maglev_latency <= R + 2
-        for name, sub in (("hash", hash_unit), ("vip", vip), ("vip_state", vip_state),
-                          ("conn", conn), ("transit", transit), ("maglev", maglev)):
-            m.submodules[name] = EnableInserter(en)(sub)
+        assert hash_unit.latency == R and vip.latency == _VIP_LAT
+        assert conn.latency == _CONN_LAT and vip_state.latency == 1
+        assert transit.latency == 2 and maglev.latency == _MAGLEV_LAT
+        assert hash_unit.maglev_latency <= A and _VIP_LAT + 1 <= X
+        m.submodules.hash = hash_unit
+        m.submodules.vip = vip
+        m.submodules.vip_state = vip_state
+        m.submodules.conn = conn
+        m.submodules.transit = transit
+        m.submodules.maglev = maglev
 
         # ---- pipeline registers ------------------------------------------------------
         st = [Signal(slot_layout, name=f"st{k}") for k in range(n_stages)]
@@ -242,34 +271,47 @@ class L4LBCore(wiring.Component):
         for k in range(n_stages):
             m.d.comb += nxt[k].eq(st[k])
             if k + 1 < n_stages:
-                with m.If(en):
-                    m.d.sync += st[k + 1].eq(nxt[k])
+                m.d.sync += st[k + 1].eq(nxt[k])
 
         def is_pkt(k: int):
             return st[k].valid & ~st[k].is_wr
 
         def write_to(k: int, name: str):
-            """The op in stage k is a write to memory `name` within its depth."""
-            info = mm[name]
-            w = st[k].op.wr
-            return (st[k].valid & st[k].is_wr & (w.mem == info.id)
-                    & (w.addr < info.depth))
+            """The op in stage k is a write to memory `name` within its depth (decoded
+            once, as the write is accepted)."""
+            return st[k].valid & st[k].is_wr & st[k].wr_hit[mm[name].id]
 
-        # ---- input arbitration: writes first ---------------------------------------
+        # ---- output FIFO and credits -------------------------------------------------
+        cap = self.output_fifo_depth
+        dfifo = SyncFIFOBuffered(width=len(self.dec.payload.as_value()), depth=cap)
+        m.submodules.dec_fifo = dfifo
+        inflight = Signal(range(cap + 1))  # packets accepted and not yet taken from `dec`
         take_wr = Signal()
         take_pkt = Signal()
+        dec_take = Signal()
         m.d.comb += [
-            self.wr.ready.eq(en),
-            self.pkt.ready.eq(en & ~self.wr.valid),
+            self.dec.valid.eq(dfifo.r_rdy),
+            self.dec.payload.eq(dfifo.r_data),
+            dfifo.r_en.eq(self.dec.ready),
+            dec_take.eq(self.dec.valid & self.dec.ready),
+        ]
+        m.d.sync += inflight.eq(inflight + take_pkt - dec_take)
+
+        # ---- input arbitration: writes first ---------------------------------------
+        m.d.comb += [
+            self.wr.ready.eq(1),
+            self.pkt.ready.eq((inflight < cap) & ~self.wr.valid),
             take_wr.eq(self.wr.valid & self.wr.ready),
             take_pkt.eq(self.pkt.valid & self.pkt.ready),
         ]
-        with m.If(en):
-            m.d.sync += [st[0].valid.eq(take_wr | take_pkt), st[0].is_wr.eq(take_wr)]
-            with m.If(take_wr):
-                m.d.sync += st[0].op.wr.eq(self.wr.payload)
-            with m.Else():
-                m.d.sync += st[0].op.pkt.eq(self.pkt.payload)
+        m.d.sync += [st[0].valid.eq(take_wr | take_pkt), st[0].is_wr.eq(take_wr)]
+        with m.If(take_wr):
+            m.d.sync += st[0].op.wr.eq(self.wr.payload)
+        with m.Else():
+            m.d.sync += st[0].op.pkt.eq(self.pkt.payload)
+        wp = self.wr.payload
+        for info in mm.values():
+            m.d.sync += st[0].wr_hit[info.id].eq((wp.mem == info.id) & (wp.addr < info.depth))
 
         # ---- stage 0: VIP CAM and hash input ---------------------------------------
         key0 = st[0].op.pkt.key
@@ -283,10 +325,24 @@ class L4LBCore(wiring.Component):
             hash_unit.key.eq(key0),
         ]
 
-        # ---- stage 1: VIP result -----------------------------------------------------
-        m.d.comb += [nxt[1].vip_hit.eq(is_pkt(1) & vip.hit), nxt[1].vip_id.eq(vip.vip_id)]
+        # ---- stage 2: VIP result; VipState read ------------------------------------
+        V0 = _VIP_LAT
+        m.d.comb += [
+            nxt[V0].vip_hit.eq(is_pkt(V0) & vip.hit),
+            nxt[V0].vip_id.eq(vip.vip_id),
+            vip_state.vip_id.eq(vip.vip_id),
+            vip_state.w_en.eq(write_to(V0, "vip_state")),
+            vip_state.w_addr.eq(st[V0].op.wr.addr),
+            vip_state.w_data.eq(st[V0].op.wr.data),
+        ]
+        # ---- stage 3: VipState result ----------------------------------------------
+        m.d.comb += [
+            nxt[V0 + 1].phase.eq(vip_state.phase),
+            nxt[V0 + 1].old_version.eq(vip_state.old_version),
+            nxt[V0 + 1].cur_version.eq(vip_state.cur_version),
+        ]
 
-        # ---- stage R: ConnTable, TransitTable, VipState --------------------------------
+        # ---- stage R: ConnTable read; the Bloom indices travel on to X ----------------
         wR = st[R].op.wr
         conn_write = Signal()
         for i in range(g.stages):
@@ -298,50 +354,56 @@ class L4LBCore(wiring.Component):
             conn.w_en.eq(conn_write),
             conn.w_addr.eq(wR.addr),
             conn.w_data.eq(wR.data),
-            transit.index.eq(hash_unit.transit_index),
-            vip_state.vip_id.eq(nxt[R].vip_id),
-            vip_state.w_en.eq(write_to(R, "vip_state")),
-            vip_state.w_addr.eq(wR.addr),
-            vip_state.w_data.eq(wR.data),
+            nxt[R].tidx.eq(hash_unit.transit_index),
         ]
         Rm = hash_unit.maglev_latency
         m.d.comb += nxt[Rm].mag_idx.eq(hash_unit.maglev_index)
-
-        # ---- stage R+1: resolve the version; TransitTable test and set ----------------
-        s1 = st[R + 1]
+        # ---- stage X: ConnTable result; TransitTable test (read) or set (write) -------
+        sx = st[X]
         vip_pkt = Signal()
         miss = Signal()
         record = Signal()
+        m.d.comb += [
+            vip_pkt.eq(is_pkt(X) & sx.vip_hit),
+            miss.eq(vip_pkt & ~conn.hit),
+            record.eq(miss & (sx.phase == Phase.RECORD)),
+            nxt[X].hit.eq(vip_pkt & conn.hit),
+            nxt[X].stage.eq(conn.stage),
+            nxt[X].version.eq(conn.version),
+            transit.index.eq(sx.tidx),
+        ]
+        # An op here either tests its bits (read), sets them (RECORD miss) or is a
+        # control write: one address per memory, and every earlier write is visible.
+        for j in range(NT):
+            with m.If(write_to(X, f"transit{j}")):
+                m.d.comb += [transit.w_en[j].eq(1), transit.w_addr[j].eq(sx.op.wr.addr),
+                             transit.w_data[j].eq(sx.op.wr.data[0])]
+            with m.Elif(record):
+                m.d.comb += [transit.w_en[j].eq(1), transit.w_addr[j].eq(sx.tidx[j]),
+                             transit.w_data[j].eq(1)]
+
+        # ---- stage X+2: Bloom bits; resolve the version ---------------------------------
+        s1 = st[X + 2]
+        miss1 = Signal()
         transit_hit = Signal()
         m.d.comb += [
-            vip_pkt.eq(is_pkt(R + 1) & s1.vip_hit),
-            miss.eq(vip_pkt & ~conn.hit),
-            record.eq(miss & (vip_state.phase == Phase.RECORD)),
-            transit_hit.eq(miss & (vip_state.phase == Phase.FLIP) & transit.all_set),
-            transit.set.eq(record),
-            nxt[R + 1].hit.eq(vip_pkt & conn.hit),
-            nxt[R + 1].transit_hit.eq(transit_hit),
+            miss1.eq(is_pkt(X + 2) & s1.vip_hit & ~s1.hit),
+            transit_hit.eq(miss1 & (s1.phase == Phase.FLIP) & transit.bits.all()),
+            nxt[X + 2].transit_hit.eq(transit_hit),
         ]
-        with m.If(vip_pkt & conn.hit):
-            m.d.comb += [nxt[R + 1].stage.eq(conn.stage), nxt[R + 1].version.eq(conn.version)]
+        with m.If(s1.hit):
+            m.d.comb += [nxt[X + 2].stage.eq(s1.stage), nxt[X + 2].version.eq(s1.version)]
         with m.Elif(transit_hit):
-            m.d.comb += [nxt[R + 1].stage.eq(0), nxt[R + 1].version.eq(vip_state.old_version)]
+            m.d.comb += [nxt[X + 2].stage.eq(0), nxt[X + 2].version.eq(s1.old_version)]
         with m.Else():
-            m.d.comb += [nxt[R + 1].stage.eq(0), nxt[R + 1].version.eq(vip_state.cur_version)]
-        w1 = s1.op.wr
-        transit_write = Signal()
-        for j in range(g.transit_hashes):
-            with m.If(write_to(R + 1, f"transit{j}")):
-                m.d.comb += [transit_write.eq(1), transit.w_sel.eq(j)]
-        m.d.comb += [transit.w_en.eq(transit_write), transit.w_addr.eq(w1.addr),
-                     transit.w_data.eq(w1.data)]
+            m.d.comb += [nxt[X + 2].stage.eq(0), nxt[X + 2].version.eq(s1.cur_version)]
 
-        # ---- stage R+2: Maglev lookup --------------------------------------------------
-        s2 = nxt[R + 2]
+        # ---- stage A: Maglev lookup --------------------------------------------------
+        s2 = st[A]
         w2 = s2.op.wr
         ml_write = Signal()
         for name, sel in MAGLEV_MEMS.items():
-            with m.If(write_to(R + 2, name)):
+            with m.If(write_to(A, name)):
                 m.d.comb += [ml_write.eq(1), maglev.w_mem.eq(sel)]
         m.d.comb += [
             maglev.vip_id.eq(s2.vip_id),
@@ -352,9 +414,8 @@ class L4LBCore(wiring.Component):
             maglev.w_data.eq(w2.data),
         ]
 
-        # ---- stage R+6: decision -------------------------------------------------------
-        last = R + 6
-        s6 = nxt[last]
+        # ---- stage D: decision ---------------------------------------------------------
+        s6 = st[D]
         p6 = s6.op.pkt
         dec = Signal(self.dec.payload.shape())
         lb = Signal()
@@ -386,23 +447,23 @@ class L4LBCore(wiring.Component):
                     dec.out_dst_ip.eq(maglev.dip_ip),
                     dec.out_dst_port.eq(maglev.dip_port),
                 ]
+        event = Signal(learn_layout(g))
+        m.d.comb += [event.key.eq(p6.key), event.vip_id.eq(s6.vip_id),
+                     event.version.eq(s6.version)]
 
-        # ---- output register -----------------------------------------------------------
-        retire = Signal()  # a packet's decision enters the output register this cycle
-        m.d.comb += retire.eq(en & is_pkt(last))
-        with m.If(en):
-            m.d.sync += [self.dec.valid.eq(is_pkt(last)), self.dec.payload.eq(dec)]
+        # ---- retire register: decision into the output FIFO, learn event, counters ----
+        retire = Signal()  # a packet's decision enters the output FIFO this cycle
+        dec_q = Signal.like(dec)
+        event_q = Signal.like(event)
+        m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
+        m.d.comb += [dfifo.w_en.eq(retire), dfifo.w_data.eq(dec_q)]
 
         # ---- learn events --------------------------------------------------------------
         fifo = SyncFIFOBuffered(width=learn_layout(g).size, depth=self._learn_fifo_depth)
         m.submodules.learn_fifo = fifo
-        event = Signal(learn_layout(g))
         m.d.comb += [
-            event.key.eq(p6.key),
-            event.vip_id.eq(s6.vip_id),
-            event.version.eq(s6.version),
-            fifo.w_data.eq(event),
-            fifo.w_en.eq(retire & dec.learn),
+            fifo.w_data.eq(event_q),
+            fifo.w_en.eq(retire & dec_q.learn),
             self.learn.valid.eq(fifo.r_rdy),
             self.learn.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.learn.ready),
@@ -410,14 +471,16 @@ class L4LBCore(wiring.Component):
 
         # ---- counters ------------------------------------------------------------------
         c = self.counters
+        vip_q = Signal()
+        m.d.comb += vip_q.eq(dec_q.action != Action.FORWARD)
         with m.If(retire):
             m.d.sync += c.packets.eq(c.packets + 1)
-            with m.If(s6.vip_hit):
+            with m.If(vip_q):
                 m.d.sync += c.vip_hits.eq(c.vip_hits + 1)
-            with m.If(s6.vip_hit & ~s6.hit):
+            with m.If(vip_q & ~dec_q.hit):
                 m.d.sync += c.conn_misses.eq(c.conn_misses + 1)
-            with m.If(dec.action == Action.DROP):
+            with m.If(dec_q.action == Action.DROP):
                 m.d.sync += c.drops.eq(c.drops + 1)
-            with m.If(dec.learn & ~fifo.w_rdy):
+            with m.If(dec_q.learn & ~fifo.w_rdy):
                 m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
         return m

@@ -3,35 +3,38 @@
 While a VIP is in phase RECORD every ConnTable miss sets the key's bits (one per
 hash); in phase FLIP a miss tests them (``transit_hit`` = all set). The model runs
 packets strictly in order, so a bit set by packet ``N`` must be visible to packet
-``N + 1``. Here the test of a key is read in cycle ``c`` and its bits are set in
-``c + 1``, when the ConnTable result is known; the next key is read in that same cycle
-``c + 1``. The read ports are *transparent* to the write port (``transparent_for``):
-a read in the cycle of a write to the same bit returns the new value, which is the
-one-cycle forwarding path; older writes are already in the memory.
+``N + 1``: :class:`TransitBits` tests and sets in the same pipeline stage through one
+shared address per memory, so no forwarding path is needed (see hdl/core.py).
 """
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from model.config import Geometry, clog2
+from model.config import Geometry
 
-__all__ = ["TransitTable"]
+__all__ = ["TransitBits"]
 
 
-class TransitTable(wiring.Component):
-    """Bloom-filter bit memories with test-then-set and a bypass for back-to-back keys.
+class TransitBits(wiring.Component):
+    """The TransitTable's bit memories with one shared read/write address per memory.
 
-    Timing: ``index`` presented in cycle ``c`` gives ``all_set`` in ``c + 1``
-    (combinational from the read data). Asserting ``set`` in ``c + 1`` sets the bits of
-    the indices presented in ``c``. Every write (a ``set`` or a control write) takes
-    effect in the cycle it is presented and is visible to reads presented in that
-    same cycle (transparent ports) and later. A control write to memory ``j`` in the
-    same cycle as a ``set`` wins over the set's bit in memory ``j`` (the core never
-    issues both: each pipeline slot holds either a packet or a write).
+    Used by :class:`~hdl.core.L4LBCore`, where the op at the Bloom stage either tests
+    its bits (FLIP-phase miss), sets them (RECORD-phase miss) or is a control write, never
+    two of these: so each memory needs one address per cycle, the write's when writing.
+    Reads and writes then happen in the same stage, and every read sees all earlier
+    writes without any bypass; the block RAM's read-before-write mode provides the
+    rest natively (a one-cycle transparent port, as in :class:`TransitTable`, made
+    synthesis put a bypass multiplexer right after the block-RAM output).
+
+    Timing: ``index`` presented in cycle ``c`` gives ``bits`` in ``c + latency``
+    (``latency == 2``: block-RAM read in ``c``, read data registered in ``c + 1``). A
+    write presented in cycle ``c`` is stored at the end of ``c`` and seen by reads
+    presented in ``c + 1`` or later. While ``w_en[j]`` is high memory ``j`` reads
+    ``w_addr[j]`` instead of ``index[j]`` (its bit in ``bits`` is then undefined).
 
     Parameters
     ----------
@@ -43,20 +46,11 @@ class TransitTable(wiring.Component):
     Members
     -------
     index : ``In(ArrayLayout(transit_log2_bits, transit_hashes))``
-        Bloom indices of the key to test.
-    all_set : ``Out(1)``
-        Every indexed bit is set, ``latency`` cycles after ``index``.
-    set : ``In(1)``
-        Set the bits of the key presented one cycle earlier.
-    w_en, w_sel, w_addr, w_data : ``In``
-        Control write of one bit of memory ``w_sel``.
-
-    Raises
-    ------
-    TypeError
-        If ``geo`` is not a :class:`~model.config.Geometry`.
-    ValueError
-        If ``init`` has the wrong number of images or an image is too long.
+        Read address of each memory.
+    bits : ``Out(transit_hashes)``
+        Bit ``j`` is the word of memory ``j``, ``latency`` cycles after ``index``.
+    w_en, w_addr, w_data : ``In``
+        One write port per memory (``w_en[j]``, ``w_addr[j]``, ``w_data[j]``).
     """
 
     def __init__(self, geo: Geometry, init: Sequence[Sequence[int]] | None = None):
@@ -73,42 +67,32 @@ class TransitTable(wiring.Component):
                                      f"{geo.transit_bits}")
         self._geo = geo
         self._init = init
+        t, n = geo.transit_log2_bits, geo.transit_hashes
         super().__init__({
-            "index": In(data.ArrayLayout(geo.transit_log2_bits, geo.transit_hashes)),
-            "all_set": Out(1),
-            "set": In(1),
-            "w_en": In(1),
-            "w_sel": In(clog2(geo.transit_hashes)),
-            "w_addr": In(geo.transit_log2_bits),
-            "w_data": In(1),
+            "index": In(data.ArrayLayout(t, n)),
+            "bits": Out(n),
+            "w_en": In(n),
+            "w_addr": In(data.ArrayLayout(t, n)),
+            "w_data": In(n),
         })
 
     @property
     def latency(self) -> int:
-        """Cycles from ``index`` to ``all_set``."""
-        return 1
+        """Cycles from ``index`` to ``bits``."""
+        return 2
 
     def elaborate(self, platform) -> Module:
         m = Module()
         g = self._geo
-        index_q = Signal.like(self.index)
-        m.d.sync += index_q.eq(self.index)
-        bits = []
         for j in range(g.transit_hashes):
             mem = Memory(shape=1, depth=g.transit_bits,
                          init=self._init[j] if self._init else [])
             m.submodules[f"bits{j}"] = mem
             wr = mem.write_port()
-            rd = mem.read_port(domain="sync", transparent_for=(wr,))
-            m.d.comb += rd.addr.eq(self.index[j])
-            ctrl = self.w_en & (self.w_sel == j)
-            with m.If(ctrl):
-                m.d.comb += [wr.en.eq(1), wr.addr.eq(self.w_addr), wr.data.eq(self.w_data)]
-            with m.Elif(self.set):
-                m.d.comb += [wr.en.eq(1), wr.addr.eq(index_q[j]), wr.data.eq(1)]
-            bits.append(rd.data)
-        acc = bits[0]
-        for b in bits[1:]:
-            acc = acc & b
-        m.d.comb += self.all_set.eq(acc)
+            rd = mem.read_port(domain="sync")
+            addr = Signal(g.transit_log2_bits, name=f"addr{j}")
+            m.d.comb += [addr.eq(Mux(self.w_en[j], self.w_addr[j], self.index[j])),
+                         rd.addr.eq(addr), wr.addr.eq(addr),
+                         wr.en.eq(self.w_en[j]), wr.data.eq(self.w_data[j])]
+            m.d.sync += self.bits[j].eq(rd.data)
         return m

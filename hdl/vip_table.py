@@ -45,7 +45,8 @@ class VipTable(wiring.Component):
     """Parallel match of (dst ip, dst port, proto) against ``vip_capacity`` registers.
 
     Timing: a match presented in cycle ``c`` has ``hit``/``vip_id`` registered in
-    ``c + latency`` (``latency == 1``). A write presented in cycle ``c`` updates the entry
+    ``c + latency`` (``latency == 2``: the per-entry compare is registered in ``c + 1``,
+    the lowest-index priority in ``c + 2``). A write presented in cycle ``c`` updates the entry
     at the end of ``c``: matches presented in ``c + 1`` or later see it, a match in ``c``
     compares against the old entry.
 
@@ -94,7 +95,7 @@ class VipTable(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a match to its result."""
-        return 1
+        return 2
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -108,7 +109,7 @@ class VipTable(wiring.Component):
                     m.d.sync += e.eq(self.w_data)
         want = Cat(self.proto, self.dst_port, self.dst_ip, Const(1, 1))
         match = Signal(n)
-        m.d.comb += match.eq(Cat(*[e == want for e in entries]))
+        m.d.sync += match.eq(Cat(*[e == want for e in entries]))
         hit = Signal()
         vip_id = Signal(self._geo.vip_bits)
         # Lowest index wins: later (lower-index) assignments override earlier ones.

@@ -125,7 +125,7 @@ def test_core_hash_stages_and_full_key(small_scenario):
     scen = build_scenario(cfg, connections=25, updates=2, seed=9)
     ops, exp = _ops(cfg, scen)
     dut = L4LBCore(cfg, hash_stages=3)
-    assert dut.latency == 11
+    assert dut.latency == 22
     got, _, _ = _drive(dut, ops, len(exp), itertools.cycle([1, 0, 1]))
     _check(got, exp, ops)
 
@@ -143,8 +143,8 @@ def test_core_learn_fifo_drops_are_counted(small_cfg, small_scenario):
 
 
 def test_core_latency_property(small_cfg):
-    assert L4LBCore(small_cfg).latency == 9
-    assert L4LBCore(small_cfg, hash_stages=2).latency == 10
+    assert L4LBCore(small_cfg).latency == 20
+    assert L4LBCore(small_cfg, hash_stages=2).latency == 21
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [

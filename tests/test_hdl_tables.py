@@ -10,7 +10,7 @@ import pytest
 
 from hdl.conntable import ConnTable
 from hdl.maglev import MAGLEV_MEMS, MaglevLookup
-from hdl.transit import TransitTable
+from hdl.transit import TransitBits
 from hdl.vip_table import VipState, VipTable
 from model.config import parse_config
 from model.conntable import lookup_words
@@ -32,18 +32,20 @@ def _geo(**geo):
     {"stages": 3, "log2_slots": 3, "digest_bits": "full", "version_bits": 2},
     {"stages": 1, "log2_slots": 2, "digest_bits": 8, "version_bits": 1},
 ])
-def test_conntable_matches_lookup_words(geo_kw):
+@pytest.mark.parametrize("shared", [False, True])
+def test_conntable_matches_lookup_words(geo_kw, shared):
     """Random ops (lookups, writes, both in one cycle) vs a list-of-lists model whose
-    writes land after the lookup of the same cycle."""
+    writes land after the lookup of the same cycle. With ``shared_port`` the lookup of a
+    write cycle is undefined and not checked; all the others are."""
     geo = _geo(**geo_kw)
     rng = random.Random(str(geo_kw))
     D, V = geo.digest_bits, geo.version_bits
     digests = [rng.getrandbits(D) for _ in range(3)]  # few digests: many real matches
     init = [[pack_conn(geo, rng.random() < 0.6, rng.getrandbits(V), rng.choice(digests))
              for _ in range(geo.slots)] for _ in range(geo.stages)]
-    dut = ConnTable(geo, init)
+    dut = ConnTable(geo, init, shared_port=shared)
     model = [list(x) for x in init]
-    inputs, expect = [], []
+    inputs, expect, checked = [], [], []
     for _ in range(400):
         idx = [rng.randrange(geo.slots) for _ in range(geo.stages)]
         dg = rng.choice(digests)
@@ -56,9 +58,14 @@ def test_conntable_matches_lookup_words(geo_kw):
             a %= geo.slots
             cyc += [(dut.w_en, 1), (dut.w_stage, st), (dut.w_addr, a), (dut.w_data, w)]
             model[st][a] = w
+        checked.append(not (shared and any(s is dut.w_en and v for s, v in cyc)))
         inputs.append(cyc)
     got = pipeline_outputs(dut, inputs, [dut.hit, dut.stage, dut.version], dut.latency,
                            idle=[(dut.w_en, 0)])
+    if shared:
+        assert sum(checked) > 150
+        got = [g for g, c in zip(got, checked, strict=True) if c]
+        expect = [e for e, c in zip(expect, checked, strict=True) if c]
     assert [(bool(h), s if h else 0, v if h else 0) for h, s, v in got] == \
         [(h, s, v) for h, s, v in expect]
     assert all(v == 0 and s == 0 for h, s, v in got if not h)
@@ -138,46 +145,32 @@ def test_vip_validates():
 
 # ---- TransitTable ------------------------------------------------------------------------
 
-def test_transit_test_then_set_with_bypass():
-    """Set in cycle c+1 for the key tested in c; the key tested in c+1 sees it."""
+def test_transit_bits_shared_address():
+    """TransitBits (the core's Bloom memories): a write in cycle c is seen by reads from
+    c+1 on; while memory j writes, its read follows the write address (bit not checked)."""
     geo = _geo(transit_log2_bits=3, transit_hashes=2)
-    dut = TransitTable(geo)
-    bits = [[0] * 8, [0] * 8]
-    rng = random.Random(3)
-    inputs, expect = [], []
-    pending_set = None
+    dut = TransitBits(geo, [[1, 0, 0, 0, 0, 0, 0, 1], [0] * 8])
+    bits = [[1, 0, 0, 0, 0, 0, 0, 1], [0] * 8]
+    rng = random.Random(5)
+    inputs, expect, checked = [], [], []
     for _ in range(400):
         idx = [rng.randrange(8), rng.randrange(8)]
-        cyc = [(dut.index[0], idx[0]), (dut.index[1], idx[1]), (dut.w_en, 0), (dut.set, 0)]
-        # writes of this cycle: the set of the previous key, or a control write
-        if pending_set is not None:
-            cyc.append((dut.set, 1))
+        cyc = [(dut.index[0], idx[0]), (dut.index[1], idx[1]), (dut.w_en, 0)]
+        expect.append(bits[0][idx[0]] | bits[1][idx[1]] << 1)
+        wen = [rng.random() < 0.3 for _ in range(2)]
+        if any(wen):
+            cyc.append((dut.w_en, wen[0] | wen[1] << 1))
             for j in range(2):
-                bits[j][pending_set[j]] = 1
-        elif rng.random() < 0.3:
-            j, a, d = rng.randrange(2), rng.randrange(8), rng.getrandbits(1)
-            cyc += [(dut.w_en, 1), (dut.w_sel, j), (dut.w_addr, a), (dut.w_data, d)]
-            bits[j][a] = d
-        # transparent: the read of this cycle sees this cycle's write
-        expect.append((int(bits[0][idx[0]] and bits[1][idx[1]]),))
-        pending_set = idx if rng.random() < 0.4 else None
+                if wen[j]:
+                    a, d = rng.randrange(8), rng.getrandbits(1)
+                    cyc += [(dut.w_addr[j], a), (dut.w_data[j], d)]
+                    bits[j][a] = d
+        checked.append(0b11 & ~(wen[0] | wen[1] << 1))
         inputs.append(cyc)
-    got = pipeline_outputs(dut, inputs, [dut.all_set], dut.latency,
-                           idle=[(dut.w_en, 0), (dut.set, 0)])
-    assert got == expect
-
-
-def test_transit_control_write_beats_set():
-    geo = _geo(transit_log2_bits=2, transit_hashes=1)
-    dut = TransitTable(geo, [[0, 0, 0, 0]])
-    seq = [
-        [(dut.index[0], 1)],                                  # test bit 1
-        [(dut.set, 1), (dut.w_en, 1), (dut.w_sel, 0), (dut.w_addr, 1), (dut.w_data, 0),
-         (dut.index[0], 1)],                                  # set bit 1, but write 0 wins
-        [(dut.set, 0), (dut.w_en, 0), (dut.index[0], 1)],
-    ]
-    got = pipeline_outputs(dut, seq, [dut.all_set], 1, idle=[(dut.w_en, 0), (dut.set, 0)])
-    assert got == [(0,), (0,), (0,)]
+    got = pipeline_outputs(dut, inputs, [dut.bits], dut.latency, idle=[(dut.w_en, 0)])
+    assert sum(c == 0b11 for c in checked) > 150
+    assert [g[0] & c for g, c in zip(got, checked, strict=True)] == \
+        [e & c for e, c in zip(expect, checked, strict=True)]
 
 
 # ---- MaglevLookup ------------------------------------------------------------------------
@@ -187,10 +180,15 @@ def test_transit_control_write_beats_set():
      "dip_capacity": 5},
     {"vip_capacity": 4, "version_bits": 1, "pool_slots": 4, "maglev_size": 8,
      "dip_capacity": 8},
+    # 3 x 8191 words: the Maglev memory in two banks
+    {"vip_capacity": 2, "version_bits": 1, "pool_slots": 3, "maglev_size": 8191,
+     "dip_capacity": 4},
 ])
-def test_maglev_lookup_order(geo_kw):
+@pytest.mark.parametrize("shared", [False, True])
+def test_maglev_lookup_order(geo_kw, shared):
     """Writes to the three memories interleaved with lookups: each lookup sees exactly
-    the writes presented before it, though the memories sit at different depths."""
+    the writes presented before it, though the memories sit at different depths. With
+    ``shared_port`` the lookup of a write cycle is undefined and not checked."""
     geo = _geo(**geo_kw)
     rng = random.Random(str(geo_kw))
     V, M = geo.version_bits, geo.maglev_size
@@ -202,9 +200,9 @@ def test_maglev_lookup_order(geo_kw):
         "maglev": [rng.randrange(geo.dip_capacity) for _ in range(depth["maglev"])],
         "dip": [rng.getrandbits(48) for _ in range(depth["dip"])],
     }
-    dut = MaglevLookup(geo, mem)
+    dut = MaglevLookup(geo, mem, shared_port=shared)
     mem = {k: list(v) for k, v in mem.items()}
-    inputs, expect = [], []
+    inputs, expect, checked = [], [], []
     for _ in range(500):
         cyc = [(dut.w_en, 0)]
         if rng.random() < 0.45:
@@ -231,10 +229,15 @@ def test_maglev_lookup_order(geo_kw):
             expect.append((0, slot))
         if pending and pending[1] < depth[pending[0]]:
             mem[pending[0]][pending[1]] = pending[2]
+        checked.append(not (shared and pending))
         inputs.append(cyc)
     got = pipeline_outputs(dut, inputs, [dut.slot_valid, dut.slot, dut.dip, dut.dip_ip,
                                          dut.dip_port], dut.latency, idle=[(dut.w_en, 0)])
     got = [g if g[0] else g[:2] for g in got]
+    if shared:
+        assert sum(checked) > 200
+        got = [g for g, c in zip(got, checked, strict=True) if c]
+        expect = [e for e, c in zip(expect, checked, strict=True) if c]
     assert got == expect
 
 
