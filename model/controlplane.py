@@ -36,7 +36,6 @@ __all__ = ["ControlPlane", "PendingUpdate"]
 @dataclass
 class PendingUpdate:
     vip_id: int
-    dips: tuple[Dip, ...]
     phase: Phase = Phase.IDLE
     old: int = 0
     new: int = 0
@@ -138,7 +137,7 @@ class ControlPlane:
         # Build the new (VIP, version) now: slot, DIP entries and Maglev table are
         # reserved at request time so a full geometry fails here, with its field named.
         pv = self.pools.create(vid, tuple(dips))
-        self.updates.append(PendingUpdate(vid, tuple(dips), new=pv.version))
+        self.updates.append(PendingUpdate(vid, new=pv.version))
         self.stats["updates"] += 1
         self.poll()
 
