@@ -19,10 +19,12 @@ from .conftest import EXAMPLES
 from .hdl_simutil import run_sim
 
 
-def _ops(cfg, scen):
+def _ops(cfg, scen, load_images=True):
+    """The scenario as driver ops; with ``load_images`` its initial images are loaded
+    through the write port first (non-zero words only)."""
     mm = memory_map(cfg.geometry)
     ops = [("W", mm[n].id, a, w) for n, words in scen.initial.items()
-           for a, w in enumerate(words) if w]
+           for a, w in enumerate(words) if w] if load_images else []
     exp = []
     for o in scen.ops:
         if isinstance(o, Write):
@@ -165,14 +167,7 @@ def test_core_validates(small_cfg, kwargs, exc, match):
 def test_core_init_images_replace_loading(small_cfg):
     """Power-on images (export's init_images) give the same decisions as loading them."""
     scen = build_scenario(small_cfg, connections=15, updates=1, seed=2)
-    mm = memory_map(small_cfg.geometry)
-    ops, exp = [], []
-    for o in scen.ops:
-        if isinstance(o, Write):
-            ops.append(("W", mm[o.mem].id, o.addr, o.word))
-        else:
-            ops.append(("P", o.packet, len(exp)))
-            exp.append(o.decision)
+    ops, exp = _ops(small_cfg, scen, load_images=False)
     dut = L4LBCore(small_cfg, init_images=scen.initial)
     got, _, _ = _drive(dut, ops, len(exp))
     _check(got, exp, ops)
