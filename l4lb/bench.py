@@ -364,6 +364,17 @@ def _load_rows(conntable: dict[str, Any]) -> tuple[list[dict], str]:
     return fb.get("first_failure", []), fb.get("source", "")
 
 
+def _save(fig: Any, path: Path, note: str) -> Path:
+    """Stamp ``note`` in the corner, write the figure as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.text(0.99, 0.01, note, ha="right", fontsize=6, color="gray")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def make_figures(results: dict[str, Any], outdir: Path) -> list[Path]:
     """Write the three PNG figures; returns their paths."""
     import matplotlib
@@ -389,12 +400,7 @@ def make_figures(results: dict[str, Any], outdir: Path) -> list[Path]:
     ax.set_ylabel("DIPs")
     ax.set_title("Maglev table share per DIP")
     ax.legend(fontsize=8)
-    fig.text(0.99, 0.01, date, ha="right", fontsize=6, color="gray")
-    fig.tight_layout()
-    p = outdir / "bench_maglev_shares.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, outdir / "bench_maglev_shares.png", date))
 
     # load factor vs stages
     rows, source = _load_rows(results["conntable"])
@@ -417,12 +423,7 @@ def make_figures(results: dict[str, Any], outdir: Path) -> list[Path]:
     ax.set_ylim(max(0.0, min(lows) - 0.05), 1.01)
     ax.set_title("ConnTable load factor vs stages")
     ax.legend(fontsize=8)
-    fig.text(0.99, 0.01, f"{source}, {date}", ha="right", fontsize=6, color="gray")
-    fig.tight_layout()
-    p = outdir / "bench_load_vs_stages.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, outdir / "bench_load_vs_stages.png", f"{source}, {date}"))
 
     # PCC violations vs update rate
     pcc = results["pcc"]
@@ -435,12 +436,7 @@ def make_figures(results: dict[str, Any], outdir: Path) -> list[Path]:
     ax.set_ylabel(f"PCC violations (of {pcc['connections']} connections)")
     ax.set_title(f"PCC violations vs pool-update rate ({pcc['config']})")
     ax.legend(fontsize=8)
-    fig.text(0.99, 0.01, date, ha="right", fontsize=6, color="gray")
-    fig.tight_layout()
-    p = outdir / "bench_pcc.png"
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, outdir / "bench_pcc.png", date))
     return paths
 
 
