@@ -200,8 +200,8 @@ class DataPlane:
         flip = miss & (phase == Phase.FLIP)
         if rec.any() and flip.any():
             # order matters between recording and testing packets: walk them in order
+            bits = [mem.arrays[f"transit{j}"] for j in range(tidx.shape[0])]
             for r in np.flatnonzero(rec | flip):
-                bits = [mem.arrays[f"transit{j}"] for j in range(tidx.shape[0])]
                 if rec[r]:
                     for j, b in enumerate(bits):
                         b[tidx[j, r]] = 1
