@@ -9,13 +9,13 @@ digest equals the key's digest gives ``hit = 1``, that ``stage`` and the stored
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from model.config import Geometry
 
+from .bram import RAM_LATENCY, PipelinedRam
 from .layouts import stage_bits
 
 __all__ = ["ConnTable", "conn_word_layout"]
@@ -28,24 +28,19 @@ def conn_word_layout(geo: Geometry) -> data.StructLayout:
 
 
 class ConnTable(wiring.Component):
-    """d parallel stage memories with synchronous read ports and priority resolution.
+    """d parallel stage memories, each a :class:`~hdl.bram.PipelinedRam`, and priority
+    resolution.
 
     Timing: a lookup presented in cycle ``c`` (``index``, ``digest``) has its result on
-    ``hit``/``stage``/``version`` in cycle ``c + latency`` (``latency == 4``, all outputs
-    registered): ``c`` block-RAM read, ``c + 1`` read data registered (the block RAM's
-    output is not), ``c + 2`` per-stage digest compare registered, ``c + 3`` first-match
-    priority registered. A write presented in cycle ``c`` is
-    stored at the end of ``c``: lookups presented in ``c + 1`` or later see the new
-    word, a lookup presented in the same cycle ``c`` sees the old one (read-first,
-    non-transparent ports, as block RAM does natively). The core never presents a
-    lookup and a write in the same cycle (one op per pipeline slot).
-
-    With ``shared_port=True`` each memory's read and write share one address (the write
-    address while ``w_en``), so that the block RAM's read-before-write mode gives the
-    read-first behaviour natively; otherwise synthesis (yosys on ECP5) emulates it with
-    a bypass multiplexer right after the block-RAM output. The result of a lookup
-    presented in the same cycle as a write is then undefined (the core's write slots
-    carry no lookup).
+    ``hit``/``stage``/``version`` in cycle ``c + latency`` (``latency == 7``, all outputs
+    registered): ``c .. c + 3`` the block-RAM access (:data:`~hdl.bram.RAM_LATENCY`:
+    address registered, read, output register, fabric register), ``c + 4`` the digest
+    compared two bits per LUT, ``c + 5`` per-stage match, ``c + 6`` first-match
+    priority, each registered. Each memory's
+    read and write share one address (the write's while ``w_en``), so the block RAM's
+    read-before-write mode orders them: a write presented in cycle ``c`` is seen by
+    lookups presented in ``c + 1`` or later, and the lookup of the write cycle itself has
+    an undefined result (the core's write slots carry no lookup).
 
     Parameters
     ----------
@@ -53,8 +48,6 @@ class ConnTable(wiring.Component):
         Table geometry (stages, log2_slots, digest and version widths).
     init : sequence of sequence of int, optional
         Initial image of each stage memory (``model.layout`` words).
-    shared_port : bool
-        Share the read and write address of each memory (see above).
 
     Members
     -------
@@ -75,8 +68,7 @@ class ConnTable(wiring.Component):
         If ``init`` has the wrong number of images or an image is too long.
     """
 
-    def __init__(self, geo: Geometry, init: Sequence[Sequence[int]] | None = None, *,
-                 shared_port: bool = False):
+    def __init__(self, geo: Geometry, init: Sequence[Sequence[int]] | None = None):
         if not isinstance(geo, Geometry):
             raise TypeError(f"geo must be a model.config.Geometry, not {geo!r}")
         if init is not None:
@@ -89,7 +81,6 @@ class ConnTable(wiring.Component):
                                      f"{geo.slots} of a stage")
         self._geo = geo
         self._init = init
-        self._shared = bool(shared_port)
         super().__init__({
             "index": In(data.ArrayLayout(geo.log2_slots, geo.stages)),
             "digest": In(geo.digest_bits),
@@ -105,48 +96,44 @@ class ConnTable(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a lookup to its result."""
-        return 4
+        return RAM_LATENCY + 3
 
     def elaborate(self, platform) -> Module:
         m = Module()
         g = self._geo
         layout = conn_word_layout(g)
-        digest_1 = Signal(g.digest_bits)
-        digest_2 = Signal(g.digest_bits)
-        m.d.sync += [digest_1.eq(self.digest), digest_2.eq(digest_1)]
+        # the key's digest waits for the words (reset-less: only compared with them)
+        digest = self.digest
+        for k in range(RAM_LATENCY):
+            q = Signal(g.digest_bits, name=f"digest_{k + 1}", reset_less=True)
+            m.d.sync += q.eq(digest)
+            digest = q
         words = []
         for i in range(g.stages):
-            # plain-width words (integer images), viewed through the layout when read
-            mem = Memory(shape=layout.size, depth=g.slots,
-                         init=self._init[i] if self._init else [])
-            m.submodules[f"stage{i}"] = mem
-            wr = mem.write_port()
-            rd = mem.read_port(domain="sync")
-            m.d.comb += [
-                rd.addr.eq(self.index[i]),
-                wr.addr.eq(self.w_addr),
-                wr.data.eq(self.w_data),
-                wr.en.eq(self.w_en & (self.w_stage == i)),
-            ]
-            if self._shared:
-                addr = Signal(g.log2_slots, name=f"addr{i}")
-                m.d.comb += [addr.eq(Mux(self.w_en, self.w_addr, self.index[i])),
-                             rd.addr.eq(addr), wr.addr.eq(addr)]
-            # c + 1: register the block-RAM output before any logic
-            word_2 = Signal(layout, name=f"word{i}_2")
-            m.d.sync += word_2.eq(rd.data)
-            words.append(word_2)
-        # c + 2: compare, registered per stage
-        match_3 = Signal(g.stages)
-        version_3 = [Signal(g.version_bits, name=f"version{i}_3") for i in range(g.stages)]
+            ram = PipelinedRam(layout.size, g.slots, self._init[i] if self._init else ())
+            m.submodules[f"stage{i}"] = ram
+            w_en = self.w_en & (self.w_stage == i)
+            m.d.comb += [ram.addr.eq(Mux(self.w_en, self.w_addr, self.index[i])),
+                         ram.w_en.eq(w_en), ram.w_data.eq(self.w_data)]
+            words.append(data.View(layout, ram.r_data))
+        # c + RAM_LATENCY: the digest compared two bits at a time (one LUT4 each),
+        # registered; c + RAM_LATENCY + 1: those AND-ed with the valid bit, registered
+        D = g.digest_bits
+        match = Signal(g.stages)
+        version = [Signal(g.version_bits, name=f"version{i}_c", reset_less=True)
+                   for i in range(g.stages)]
         for i, w in enumerate(words):
-            m.d.sync += [match_3[i].eq(w.valid & (w.digest == digest_2)),
-                         version_3[i].eq(w.version)]
-        # c + 3: priority, the lowest matching stage wins (an If/Elif chain from stage 0)
+            pairs = Signal(-(-D // 2) + 1, name=f"pairs{i}", reset_less=True)
+            version_p = Signal(g.version_bits, name=f"version{i}_p", reset_less=True)
+            m.d.sync += [pairs.eq(Cat(w.valid, *[w.digest[b:b + 2] == digest[b:b + 2]
+                                                 for b in range(0, D, 2)])),
+                         version_p.eq(w.version)]
+            m.d.sync += [match[i].eq(pairs.all()), version[i].eq(version_p)]
+        # c + RAM_LATENCY + 2: priority, the lowest matching stage wins (If/Elif from 0)
         m.d.sync += [self.hit.eq(0), self.stage.eq(0), self.version.eq(0)]
-        with m.If(match_3[0]):
-            m.d.sync += [self.hit.eq(1), self.stage.eq(0), self.version.eq(version_3[0])]
+        with m.If(match[0]):
+            m.d.sync += [self.hit.eq(1), self.stage.eq(0), self.version.eq(version[0])]
         for i in range(1, g.stages):
-            with m.Elif(match_3[i]):
-                m.d.sync += [self.hit.eq(1), self.stage.eq(i), self.version.eq(version_3[i])]
+            with m.Elif(match[i]):
+                m.d.sync += [self.hit.eq(1), self.stage.eq(i), self.version.eq(version[i])]
         return m

@@ -2,17 +2,20 @@
 
 Pipeline (``R = hash_stages``; stage ``k`` is the ``k``-th register after the input). It is
 free-running: no stage ever holds, a slot is a packet, a write or a bubble. Every
-block-RAM read is registered before any logic uses it::
+block RAM is a :class:`~hdl.bram.PipelinedRam`: its address, write enable and write
+data come straight from flip-flops and its data go through its output register and one
+more flip-flop before any logic (4 cycles)::
 
-    stage 0      VipTable compare, HashUnit key in                  | vip writes
-    stage 2      VipTable result; VipState read                     | vip_state writes
-    stage 3      VipState result
-    stage R      ConnTable read                                     | conn writes
-    stage X=R+4  ConnTable result; Bloom test (read) or set (write)  | transit writes
-    stage X+2    Bloom bits; resolve hit / transit_hit / version
-    stage A=X+3  MaglevLookup (slot_map, maglev, dip; 8 cycles)     | slot_map/maglev/dip writes
-    stage D=A+8  MaglevLookup result -> decision
-    retire       decision register -> decision FIFO, learn FIFO push, counters
+    stage 0       VipTable compare, HashUnit key in                  | vip writes
+    stage 4       VipTable result; VipState read                     | vip_state writes
+    stage 5       VipState result
+    stage R       ConnTable access                                   | conn writes
+    stage X-1     RECORD / FLIP candidates (VIP packet and its phase)
+    stage X=R+7   ConnTable result; Bloom test (read) or set (write) | transit writes
+    stage B=X+4   Bloom bits; transit_hit, version
+    stage A=B+1   MaglevLookup (slot_map, maglev, dip; 15 cycles)    | slot_map/maglev/dip writes
+    stage D=A+15  MaglevLookup result -> decision
+    retire        decision register -> decision FIFO, learn FIFO push, counters
 
 Streams follow :mod:`amaranth.lib.stream` transfer rules: a transfer happens in a
 cycle where ``valid`` and ``ready`` are both high; a source must not wait for ``ready``
@@ -36,31 +39,35 @@ address (the write's in a write slot, whose lookup result is unused), so that th
 RAM's own read-before-write mode gives this ordering.
 
 **Backpressure** uses credits and an output FIFO instead of a stall: decisions retire
-into a FIFO of ``output_fifo_depth = latency + 1`` entries regardless of ``dec.ready``;
-a counter holds the packets accepted and not yet taken from ``dec``, and ``pkt.ready``
-is low while it equals the FIFO depth, so the FIFO never overflows, nothing is lost or
-duplicated, and decisions stay in order. Without backpressure the count settles at
-``latency`` and the input never stalls. ``dec.ready`` only reaches the FIFO read and the
-counter.
+into a FIFO (:class:`~hdl.fifo.StreamFifo`) of ``output_fifo_depth`` entries regardless
+of ``dec.ready``; a counter holds the packets accepted and not yet taken from ``dec``, and
+``pkt.ready`` is low unless that count was below ``output_fifo_depth - 1`` in the
+previous cycle (a registered flag, so no comparator sits between ``dec.ready`` and
+``pkt.ready``; the count grows by at most one per cycle), so the FIFO never overflows,
+nothing is lost or duplicated, and decisions stay in order. Without backpressure the
+count settles at ``latency`` (below ``output_fifo_depth - 1``) and the input never
+stalls. ``dec.ready`` only reaches the FIFO read and the counter.
 
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
-pushed into a FIFO of ``learn_fifo_depth`` entries as the decision retires; when it is
-full the event is dropped and ``counters.learn_drops`` increments (the decision still
-says ``learn = 1``).
+pushed into a FIFO of at least ``learn_fifo_depth`` entries (a
+:class:`~hdl.fifo.StreamFifo`, whose storage is a power of two plus its output
+register) as the decision retires; when it is full the event is dropped and
+``counters.learn_drops`` increments (the decision still says ``learn = 1``).
 """
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from model.config import Config
 from model.layout import Action, Phase, memory_specs
 from model.pipeline import TCP_FIN, TCP_RST
 
+from .bram import RAM_LATENCY
 from .conntable import ConnTable
+from .fifo import StreamFifo
 from .hash_unit import HashUnit
 from .layouts import (
     counters_layout,
@@ -77,13 +84,15 @@ from .vip_table import VipState, VipTable
 
 __all__ = ["L4LBCore"]
 
-_VIP_LAT = 2      # VipTable: compare, priority
-_CONN_LAT = 4     # ConnTable: read, register, compare, priority
-_MAGLEV_LAT = 8   # MaglevLookup: three reads, each registered, address add, bank select
-_FIFO_LAT = 2     # SyncFIFOBuffered: write to r_rdy
-#: Cycles from the hash result (stage R) to ``dec.valid``: conn, Bloom test (3),
-#: Maglev, decision register (1), the accept register (1) and the output FIFO.
-_TAIL = _CONN_LAT + 3 + _MAGLEV_LAT + 1 + 1 + _FIFO_LAT
+_VIP_LAT = 4      # VipTable: pair compare, groups, entry match, priority
+_CONN_LAT = RAM_LATENCY + 3        # ConnTable: block RAM, 2 compare stages, priority
+_TRANSIT_LAT = RAM_LATENCY         # TransitBits: block RAM
+_MAGLEV_LAT = 3 * RAM_LATENCY + 3  # MaglevLookup: input regs, 3 block RAMs, add, bank
+_FIFO_LAT = 2     # StreamFifo: write to r.valid
+#: Cycles from the hash result (stage R) to ``dec.valid``: conn, Bloom test, version
+#: resolution (1), Maglev, decision register (1), the accept register (1) and the
+#: output FIFO.
+_TAIL = _CONN_LAT + _TRANSIT_LAT + 1 + _MAGLEV_LAT + 1 + 1 + _FIFO_LAT
 
 
 class L4LBCore(wiring.Component):
@@ -99,7 +108,7 @@ class L4LBCore(wiring.Component):
     meta_width : int
         Width of the opaque ``meta`` field passed from ``pkt`` to ``dec`` (1..256).
     learn_fifo_depth : int
-        Depth of the learn-event FIFO (1..4096).
+        Events the learn FIFO holds at least (1..4096).
     counter_width : int
         Width of each statistics counter (8..64).
     init_images : mapping of str to sequence of int, optional
@@ -198,10 +207,10 @@ class L4LBCore(wiring.Component):
 
     @property
     def output_fifo_depth(self) -> int:
-        """Depth of the decision FIFO, which is also the number of packet credits: at
-        most this many packets are accepted and not yet taken from ``dec``
-        (``latency + 1``, enough for one packet per clock without backpressure)."""
-        return self.latency + 1
+        """Capacity of the decision FIFO, which bounds the packets accepted and not yet
+        taken from ``dec``; at least ``latency + 2``, enough for one packet per clock
+        without backpressure (see the module docstring)."""
+        return StreamFifo.capacity_for(self.latency + 2)
 
     def _image(self, name: str) -> list[int] | None:
         return self._images.get(name)
@@ -213,7 +222,7 @@ class L4LBCore(wiring.Component):
         mm = memory_map(g)
         R = self._hash_stages
         X = R + _CONN_LAT          # ConnTable result; Bloom test or set (one stage)
-        A = X + 3                  # MaglevLookup presented
+        A = X + _TRANSIT_LAT + 1   # MaglevLookup presented
         D = A + _MAGLEV_LAT        # MaglevLookup result -> decision
         n_stages = D + 1           # pipeline registers st[0] .. st[D]
         T, NT = g.transit_log2_bits, g.transit_hashes
@@ -224,7 +233,9 @@ class L4LBCore(wiring.Component):
             "valid": 1,
             "is_wr": 1,
             "op": op_layout,
-            "wr_hit": len(mm),  # write op: bit `id` = its memory, address within depth
+            # bit `id`: this op is a write to memory `id` within its depth (decoded once,
+            # as the write is accepted, so every stage's write enable is a flip-flop)
+            "wr_hit": len(mm),
             "vip_hit": 1,
             "vip_id": g.vip_bits,
             "phase": 2,
@@ -232,6 +243,9 @@ class L4LBCore(wiring.Component):
             "cur_version": g.version_bits,
             "mag_idx": g.maglev_index_bits,
             "tidx": data.ArrayLayout(T, NT),
+            "rec_cand": 1,   # a VIP packet in phase RECORD (sets its bits if it misses)
+            "flip_cand": 1,  # a VIP packet in phase FLIP (tests its bits if it misses)
+            "flip_miss": 1,  # flip_cand and a ConnTable miss
             "hit": 1,
             "stage": stage_bits(g),
             "version": g.version_bits,
@@ -245,17 +259,18 @@ class L4LBCore(wiring.Component):
         conn_init = None
         if any(f"conn{i}" in self._images for i in range(g.stages)):
             conn_init = [self._images.get(f"conn{i}", []) for i in range(g.stages)]
-        conn = ConnTable(g, conn_init, shared_port=True)
+        conn = ConnTable(g, conn_init)
         transit_init = None
         if any(f"transit{j}" in self._images for j in range(NT)):
             transit_init = [self._images.get(f"transit{j}", []) for j in range(NT)]
         transit = TransitBits(g, transit_init)
-        maglev = MaglevLookup(g, shared_port=True, init={k: v for k, v in self._images.items()
-                                  if k in MAGLEV_MEMS})
+        maglev = MaglevLookup(g, init={k: v for k, v in self._images.items()
+                                       if k in MAGLEV_MEMS})
         assert hash_unit.latency == R and vip.latency == _VIP_LAT
         assert conn.latency == _CONN_LAT and vip_state.latency == 1
-        assert transit.latency == 2 and maglev.latency == _MAGLEV_LAT
-        assert hash_unit.maglev_latency <= A and _VIP_LAT + 1 <= X
+        assert transit.latency == _TRANSIT_LAT and maglev.latency == _MAGLEV_LAT
+        # the VIP result (stage V0) and its state (V0 + 2) are there before stage X - 1
+        assert hash_unit.maglev_latency <= A and _VIP_LAT + 2 <= X - 1
         m.submodules.hash = hash_unit
         m.submodules.vip = vip
         m.submodules.vip_state = vip_state
@@ -279,28 +294,31 @@ class L4LBCore(wiring.Component):
         def write_to(k: int, name: str):
             """The op in stage k is a write to memory `name` within its depth (decoded
             once, as the write is accepted)."""
-            return st[k].valid & st[k].is_wr & st[k].wr_hit[mm[name].id]
+            return st[k].wr_hit[mm[name].id]
 
         # ---- output FIFO and credits -------------------------------------------------
-        cap = self.output_fifo_depth
-        dfifo = SyncFIFOBuffered(width=len(self.dec.payload.as_value()), depth=cap)
+        dfifo = StreamFifo(len(self.dec.payload.as_value()), self.latency + 2)
         m.submodules.dec_fifo = dfifo
+        cap = dfifo.capacity
+        assert cap == self.output_fifo_depth
         inflight = Signal(range(cap + 1))  # packets accepted and not yet taken from `dec`
+        credit = Signal()  # registered: inflight was below cap - 1 in the previous cycle
         take_wr = Signal()
         take_pkt = Signal()
         dec_take = Signal()
         m.d.comb += [
-            self.dec.valid.eq(dfifo.r_rdy),
-            self.dec.payload.eq(dfifo.r_data),
-            dfifo.r_en.eq(self.dec.ready),
+            self.dec.valid.eq(dfifo.r.valid),
+            self.dec.payload.eq(dfifo.r.payload),
+            dfifo.r.ready.eq(self.dec.ready),
             dec_take.eq(self.dec.valid & self.dec.ready),
         ]
-        m.d.sync += inflight.eq(inflight + take_pkt - dec_take)
+        m.d.sync += [inflight.eq(inflight + take_pkt - dec_take),
+                     credit.eq(inflight < cap - 1)]
 
         # ---- input arbitration: writes first ---------------------------------------
         m.d.comb += [
             self.wr.ready.eq(1),
-            self.pkt.ready.eq((inflight < cap) & ~self.wr.valid),
+            self.pkt.ready.eq(credit & ~self.wr.valid),
             take_wr.eq(self.wr.valid & self.wr.ready),
             take_pkt.eq(self.pkt.valid & self.pkt.ready),
         ]
@@ -311,7 +329,8 @@ class L4LBCore(wiring.Component):
             m.d.sync += st[0].op.pkt.eq(self.pkt.payload)
         wp = self.wr.payload
         for info in mm.values():
-            m.d.sync += st[0].wr_hit[info.id].eq((wp.mem == info.id) & (wp.addr < info.depth))
+            m.d.sync += st[0].wr_hit[info.id].eq(take_wr & (wp.mem == info.id)
+                                                 & (wp.addr < info.depth))
 
         # ---- stage 0: VIP CAM and hash input ---------------------------------------
         key0 = st[0].op.pkt.key
@@ -325,7 +344,7 @@ class L4LBCore(wiring.Component):
             hash_unit.key.eq(key0),
         ]
 
-        # ---- stage 2: VIP result; VipState read ------------------------------------
+        # ---- stage 4: VIP result; VipState read ------------------------------------
         V0 = _VIP_LAT
         m.d.comb += [
             nxt[V0].vip_hit.eq(is_pkt(V0) & vip.hit),
@@ -335,7 +354,7 @@ class L4LBCore(wiring.Component):
             vip_state.w_addr.eq(st[V0].op.wr.addr),
             vip_state.w_data.eq(st[V0].op.wr.data),
         ]
-        # ---- stage 3: VipState result ----------------------------------------------
+        # ---- stage 5: VipState result ----------------------------------------------
         m.d.comb += [
             nxt[V0 + 1].phase.eq(vip_state.phase),
             nxt[V0 + 1].old_version.eq(vip_state.old_version),
@@ -358,45 +377,48 @@ class L4LBCore(wiring.Component):
         ]
         Rm = hash_unit.maglev_latency
         m.d.comb += nxt[Rm].mag_idx.eq(hash_unit.maglev_index)
+        # ---- stage X-1: what a miss will do, decided before the ConnTable result -----
+        sc = st[X - 1]
+        vip_pkt_c = is_pkt(X - 1) & sc.vip_hit
+        m.d.comb += [nxt[X - 1].rec_cand.eq(vip_pkt_c & (sc.phase == Phase.RECORD)),
+                     nxt[X - 1].flip_cand.eq(vip_pkt_c & (sc.phase == Phase.FLIP))]
+
         # ---- stage X: ConnTable result; TransitTable test (read) or set (write) -------
+        # The version of a hit, else the current one; stage B replaces the latter by the
+        # old version on a TransitTable hit (a FLIP-phase miss whose bits are all set).
         sx = st[X]
-        vip_pkt = Signal()
-        miss = Signal()
         record = Signal()
         m.d.comb += [
-            vip_pkt.eq(is_pkt(X) & sx.vip_hit),
-            miss.eq(vip_pkt & ~conn.hit),
-            record.eq(miss & (sx.phase == Phase.RECORD)),
-            nxt[X].hit.eq(vip_pkt & conn.hit),
-            nxt[X].stage.eq(conn.stage),
-            nxt[X].version.eq(conn.version),
-            transit.index.eq(sx.tidx),
+            record.eq(sx.rec_cand & ~conn.hit),
+            nxt[X].hit.eq(is_pkt(X) & sx.vip_hit & conn.hit),
+            nxt[X].flip_miss.eq(sx.flip_cand & ~conn.hit),
+            nxt[X].stage.eq(Mux(conn.hit, conn.stage, 0)),
+            nxt[X].version.eq(Mux(conn.hit, conn.version, sx.cur_version)),
         ]
-        # An op here either tests its bits (read), sets them (RECORD miss) or is a
-        # control write: one address per memory, and every earlier write is visible.
+        # An op here either tests its bits (read), sets them (RECORD miss: at its own
+        # index) or is a control write (at the write's address): one address per memory,
+        # and every earlier write is visible.
         for j in range(NT):
-            with m.If(write_to(X, f"transit{j}")):
-                m.d.comb += [transit.w_en[j].eq(1), transit.w_addr[j].eq(sx.op.wr.addr),
-                             transit.w_data[j].eq(sx.op.wr.data[0])]
-            with m.Elif(record):
-                m.d.comb += [transit.w_en[j].eq(1), transit.w_addr[j].eq(sx.tidx[j]),
-                             transit.w_data[j].eq(1)]
+            wt = write_to(X, f"transit{j}")
+            addr = Signal(T, name=f"transit_addr{j}")
+            m.d.comb += [
+                addr.eq(Mux(wt, sx.op.wr.addr[:T], sx.tidx[j])),
+                transit.index[j].eq(addr),
+                transit.w_addr[j].eq(addr),
+                transit.w_en[j].eq(wt | record),
+                transit.w_data[j].eq(~wt | sx.op.wr.data[0]),
+            ]
 
-        # ---- stage X+2: Bloom bits; resolve the version ---------------------------------
-        s1 = st[X + 2]
-        miss1 = Signal()
+        # ---- stage B: Bloom bits; resolve the version ---------------------------------
+        B = X + _TRANSIT_LAT
+        s1 = st[B]
         transit_hit = Signal()
         m.d.comb += [
-            miss1.eq(is_pkt(X + 2) & s1.vip_hit & ~s1.hit),
-            transit_hit.eq(miss1 & (s1.phase == Phase.FLIP) & transit.bits.all()),
-            nxt[X + 2].transit_hit.eq(transit_hit),
+            transit_hit.eq(s1.flip_miss & transit.bits.all()),
+            nxt[B].transit_hit.eq(transit_hit),
         ]
-        with m.If(s1.hit):
-            m.d.comb += [nxt[X + 2].stage.eq(s1.stage), nxt[X + 2].version.eq(s1.version)]
-        with m.Elif(transit_hit):
-            m.d.comb += [nxt[X + 2].stage.eq(0), nxt[X + 2].version.eq(s1.old_version)]
-        with m.Else():
-            m.d.comb += [nxt[X + 2].stage.eq(0), nxt[X + 2].version.eq(s1.cur_version)]
+        with m.If(transit_hit):
+            m.d.comb += nxt[B].version.eq(s1.old_version)
 
         # ---- stage A: Maglev lookup --------------------------------------------------
         s2 = st[A]
@@ -456,17 +478,17 @@ class L4LBCore(wiring.Component):
         dec_q = Signal.like(dec)
         event_q = Signal.like(event)
         m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
-        m.d.comb += [dfifo.w_en.eq(retire), dfifo.w_data.eq(dec_q)]
+        m.d.comb += [dfifo.w.valid.eq(retire), dfifo.w.payload.eq(dec_q)]
 
         # ---- learn events --------------------------------------------------------------
-        fifo = SyncFIFOBuffered(width=learn_layout(g).size, depth=self._learn_fifo_depth)
+        fifo = StreamFifo(learn_layout(g).size, max(3, self._learn_fifo_depth))
         m.submodules.learn_fifo = fifo
         m.d.comb += [
-            fifo.w_data.eq(event_q),
-            fifo.w_en.eq(retire & dec_q.learn),
-            self.learn.valid.eq(fifo.r_rdy),
-            self.learn.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.learn.ready),
+            fifo.w.payload.eq(event_q),
+            fifo.w.valid.eq(retire & dec_q.learn),
+            self.learn.valid.eq(fifo.r.valid),
+            self.learn.payload.eq(fifo.r.payload),
+            fifo.r.ready.eq(self.learn.ready),
         ]
 
         # ---- counters ------------------------------------------------------------------
@@ -481,6 +503,6 @@ class L4LBCore(wiring.Component):
                 m.d.sync += c.conn_misses.eq(c.conn_misses + 1)
             with m.If(dec_q.action == Action.DROP):
                 m.d.sync += c.drops.eq(c.drops + 1)
-            with m.If(dec_q.learn & ~fifo.w_rdy):
+            with m.If(dec_q.learn & ~fifo.w.ready):
                 m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
         return m

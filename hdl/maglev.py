@@ -12,12 +12,13 @@ Words (``model.layout``): ``slot_map``: ``valid(1) | slot(S)``; ``maglev``:
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from model.config import Geometry
+
+from .bram import RAM_LATENCY, PipelinedRam
 
 __all__ = ["MaglevLookup", "MAGLEV_MEMS"]
 
@@ -35,38 +36,33 @@ _BANK = 1 << _BANK_BITS
 _DIP_LAYOUT = data.StructLayout({"port": 16, "ip": 32})
 
 
-def _addr(value, width: int):
-    """The low ``width`` bits of ``value`` (memories of depth 1 have 0 address bits)."""
-    return value[:width] if width else Const(0, 0)
-
-
 class MaglevLookup(wiring.Component):
     """Three chained memories with a write port that keeps the lookup order.
 
     Timing: a lookup presented in cycle ``c`` (``vip_id``, ``version``, ``index``) has
-    its result in ``c + latency`` (``latency == 8``, all outputs registered). Every
-    block-RAM read is followed by a register before any logic uses the data::
+    its result in ``c + latency`` (``latency == 15``, all outputs registered). The
+    inputs are registered first, the write decoded into one enable per memory. Each
+    memory is a :class:`~hdl.bram.PipelinedRam` (``L`` = :data:`~hdl.bram.RAM_LATENCY` = 4
+    cycles: input registers, read, output register, fabric register), so no logic
+    touches a block-RAM pin or the long route out of the block-RAM column::
 
-        c      slot_map read          c + 1  slot_map word registered
-        c + 2  slot * M + index reg.  c + 3  maglev read (all banks)
-        c + 4  maglev words reg.      c + 5  bank selected, registered
-        c + 6  dip read               c + 7  dip word registered
-        c + 8  result
+        c       inputs registered      c + 1   slot_map access
+        c + 5   slot * M + index reg.  c + 6   maglev access (banks)
+        c + 10  bank selected, reg.    c + 11  dip access
+        c + 15  result
 
     ``slot``, ``dip``, ``dip_ip`` and ``dip_port`` are only meaningful when
     ``slot_valid``.
 
-    A write presented in cycle ``c`` travels with the lookups and is stored when it
-    reaches the stage of its memory (``slot_map`` in ``c``, ``maglev`` in ``c + 3``,
-    ``dip`` in ``c + 6``), so lookups presented in ``c + 1`` or later see the new word
-    and lookups presented in ``c`` or earlier see the old one, whichever memory it is.
-    Writes to addresses beyond a memory's depth are ignored.
-
-    With ``shared_port=True`` each memory's read and write share one address (the
-    write's while a write is at that memory's stage), so that the block RAM's
-    read-before-write mode gives the read-first behaviour natively instead of a bypass
-    multiplexer after the block-RAM output; a lookup presented in the same cycle as a
-    write then has an undefined result (the core's write slots carry no lookup).
+    A write presented in cycle ``c`` travels with the lookups and is presented to its
+    memory when it reaches that memory's stage (``slot_map`` in ``c + 1``, ``maglev`` in
+    ``c + 6``, ``dip`` in ``c + 11``), so lookups presented in ``c + 1`` or later see the
+    new word and lookups presented in ``c`` or earlier see the old one, whichever memory
+    it is. Writes to addresses beyond a memory's depth are ignored. Each memory's read
+    and write share one address (the write's while a write is at that memory's stage),
+    so the block RAM's read-before-write mode orders them; a lookup presented in the
+    same cycle as a write has an undefined result (the core's write slots carry no
+    lookup).
 
     Parameters
     ----------
@@ -74,8 +70,6 @@ class MaglevLookup(wiring.Component):
         Geometry (vip, version, slot, Maglev and DIP sizes).
     init : mapping of str to sequence of int, optional
         Initial images by memory name (``"slot_map"``, ``"maglev"``, ``"dip"``).
-    shared_port : bool
-        Share the read and write address of each memory (see above).
 
     Members
     -------
@@ -94,8 +88,7 @@ class MaglevLookup(wiring.Component):
         If ``init`` names an unknown memory or an image is too long.
     """
 
-    def __init__(self, geo: Geometry, init: Mapping[str, Sequence[int]] | None = None, *,
-                 shared_port: bool = False):
+    def __init__(self, geo: Geometry, init: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(geo, Geometry):
             raise TypeError(f"geo must be a model.config.Geometry, not {geo!r}")
         self._depths = {
@@ -112,7 +105,6 @@ class MaglevLookup(wiring.Component):
                 raise ValueError(f"init[{name!r}] has {len(img)} words, more than the "
                                  f"depth {self._depths[name]}")
         self._geo = geo
-        self._shared = bool(shared_port)
         self._init = {k: list(v) for k, v in init.items()}
         addr_bits = max(max(1, (d - 1).bit_length()) for d in self._depths.values())
         super().__init__({
@@ -133,119 +125,116 @@ class MaglevLookup(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a lookup to its result."""
-        return 8
+        return 3 * RAM_LATENCY + 3
 
     def elaborate(self, platform) -> Module:
         m = Module()
         g = self._geo
         M = g.maglev_size
-        # plain-width words (integer images), viewed through their layouts when read
-        slot_map = Memory(shape=_slot_layout(g).size, depth=self._depths["slot_map"],
-                          init=self._init.get("slot_map", []))
-        # The Maglev memory in banks of at most _BANK words (one block RAM deep on
-        # ECP5 at these widths), each read registered on its own and the bank selected
-        # after the register: no multiplexer between a block RAM and its register.
+        L = RAM_LATENCY
         mg_depth = self._depths["maglev"]
-        mg_init = self._init.get("maglev", [])
         n_banks = -(-mg_depth // _BANK)
-        banks = []
-        for b in range(n_banks):
-            d = min(_BANK, mg_depth - b * _BANK)
-            banks.append(Memory(shape=g.dip_bits, depth=d,
-                                init=mg_init[b * _BANK:(b + 1) * _BANK]))
-        dips = Memory(shape=_DIP_LAYOUT.size, depth=self._depths["dip"],
-                      init=self._init.get("dip", []))
-        m.submodules.slot_map_mem = slot_map
-        for b, mem in enumerate(banks):
-            m.submodules[f"maglev_mem{b}" if n_banks > 1 else "maglev_mem"] = mem
-        m.submodules.dip_mem = dips
+        bank_bits = (n_banks - 1).bit_length()
+        # cycles after the lookup where each memory is presented (``c`` registers inputs)
+        sm_at, mg_at = 1, L + 2
+        dip_at = mg_at + L + 1
 
-        # The write port, delayed by 0..6 cycles (en, mem, addr, data).
-        w_chain = [(self.w_en, self.w_mem, self.w_addr, self.w_data)]
-        for k in range(6):
-            q = tuple(Signal.like(x, name=f"{x.name}_d{k + 1}") for x in w_chain[-1])
-            m.d.sync += [a.eq(b) for a, b in zip(q, w_chain[-1], strict=True)]
-            w_chain.append(q)
-
-        def hook(mem: Memory, name: str, w, rd, lookup) -> None:
-            """Write port of `mem` and the read address `lookup` of its read port `rd`."""
-            en, sel, addr, wdata = w
-            port = mem.write_port()
-            m.d.comb += [
-                port.en.eq(en & (sel == MAGLEV_MEMS[name]) & (addr < mem.depth)),
-                port.addr.eq(_addr(addr, len(port.addr))),
-                port.data.eq(wdata),
-                rd.addr.eq(_addr(lookup, len(rd.addr))),
-            ]
-            if self._shared and len(rd.addr):
-                shared = Signal(len(rd.addr), name=f"{name}_addr")
-                m.d.comb += [shared.eq(Mux(en, addr, lookup)),
-                             rd.addr.eq(shared), port.addr.eq(shared)]
+        def reg(value, name: str, **kw) -> Signal:
+            q = Signal.like(value, name=name, **kw)
+            m.d.sync += q.eq(value)
+            return q
 
         def delay(sig, n: int, name: str):
             for k in range(n):
-                q = Signal.like(sig, name=f"{name}_{k + 1}")
-                m.d.sync += q.eq(sig)
-                sig = q
+                sig = reg(sig, f"{name}_{k + 1}")
             return sig
 
+        # c: the lookup registered; the write registered and decoded (which memory, or
+        # which Maglev bank, and within its depth), so that every write enable that
+        # reaches a memory is a flip-flop
+        en, sel, addr = self.w_en, self.w_mem, self.w_addr
+        dec = {
+            "slot_map": en & (sel == MAGLEV_MEMS["slot_map"])
+            & (addr < self._depths["slot_map"]),
+            "dip": en & (sel == MAGLEV_MEMS["dip"]) & (addr < self._depths["dip"]),
+        }
+        for b in range(n_banks):
+            dec[f"maglev{b}"] = (en & (sel == MAGLEV_MEMS["maglev"]) & (addr < mg_depth)
+                                 & ((addr >> _BANK_BITS) == b))
+        w_en_q = {k: reg(v, f"w_en_{k}") for k, v in dec.items()}
+        w_addr_q = reg(self.w_addr, "w_addr_q", reset_less=True)
+        w_data_q = reg(self.w_data, "w_data_q", reset_less=True)
+        sm_lookup = reg((self.vip_id << g.version_bits) | self.version, "sm_lookup",
+                        reset_less=True)
+        index = reg(self.index, "index_q", reset_less=True)
+
+        def ram(name: str, width: int, depth: int, init, w_en, at: int, lookup
+                ) -> PipelinedRam:
+            """Memory `name`, written by `w_en` (delayed to stage `at`) and read at
+            `lookup`; the write's address while it writes."""
+            r = PipelinedRam(width, depth, init)
+            m.submodules[name] = r
+            en = delay(w_en, at - 1, f"{name}_w_en")
+            w_addr = delay(w_addr_q, at - 1, f"{name}_w_addr")
+            w_data = delay(w_data_q, at - 1, f"{name}_w_data")
+            m.d.comb += [
+                r.addr.eq(Mux(en, w_addr, lookup)),
+                r.w_en.eq(en),
+                r.w_data.eq(w_data),
+            ]
+            return r
+
         sl = _slot_layout(g)
-        # c: slot_map read
-        sm_rd = slot_map.read_port(domain="sync")
-        hook(slot_map, "slot_map", w_chain[0], sm_rd, (self.vip_id << g.version_bits)
-             | self.version)
-        index_2 = delay(self.index, 2, "index")
-        # c + 1: slot_map word registered
-        sm_2 = Signal(sl)
-        m.d.sync += sm_2.eq(sm_rd.data)
-        # c + 2: Maglev address = slot * M + index (registered)
-        # slot * M as a table of constants (a few LUT levels, no multiplier in this stage)
-        mg_addr_3 = Signal(g.slot_bits + g.maglev_index_bits + 1)
-        base_2 = Signal.like(mg_addr_3)
-        with m.Switch(sm_2.slot):
+        # c + 1: slot_map access
+        sm = ram("slot_map_mem", sl.size, self._depths["slot_map"],
+                 self._init.get("slot_map", []), w_en_q["slot_map"], sm_at, sm_lookup)
+        sm_word = data.View(sl, sm.r_data)
+        index = delay(index, L, "index")
+        # c + 1 + L: Maglev address = slot * M + index, registered
+        # slot * M as a table of constants (one LUT level, no multiplier)
+        mg_addr = Signal(g.slot_bits + g.maglev_index_bits + 1)
+        base = Signal.like(mg_addr)
+        with m.Switch(sm_word.slot):
             for k in range(1 << g.slot_bits):
                 with m.Case(k):
-                    m.d.comb += base_2.eq(k * M)
-        m.d.sync += mg_addr_3.eq(base_2 + index_2)
-        valid_3 = Signal()
-        slot_3 = Signal(g.slot_bits)
-        m.d.sync += [valid_3.eq(sm_2.valid), slot_3.eq(sm_2.slot)]
-        # c + 3: Maglev read (every bank; the bank number travels along)
-        bank_bits = (n_banks - 1).bit_length()
-        words_5 = []
-        en, sel, waddr, wdata = w_chain[3]
-        for b, mem in enumerate(banks):
-            rd = mem.read_port(domain="sync")
-            hook(mem, "maglev", (en & ((waddr >> _BANK_BITS) == b), sel,
-                                 (waddr - b * _BANK)[:len(waddr)], wdata), rd, mg_addr_3)
-            # c + 4: each bank's word registered
-            q = Signal(g.dip_bits, name=f"mg_word{b}_5")
-            m.d.sync += q.eq(rd.data)
-            words_5.append(q)
-        dip_5 = Signal(g.dip_bits)
+                    m.d.comb += base.eq(k * M)
+        m.d.sync += mg_addr.eq(base + index)
+        valid = reg(sm_word.valid, "valid")
+        slot = reg(sm_word.slot, "slot")
+        # c + mg_at: Maglev access, every bank (the bank number travels along). The
+        # Maglev memory is in banks of at most _BANK words (one block RAM deep on ECP5
+        # at these widths), so that no multiplexer sits between a block RAM and its
+        # output register; the bank is selected after it.
+        mg_init = self._init.get("maglev", [])
+        words = []
+        for b in range(n_banks):
+            name = f"maglev_mem{b}" if n_banks > 1 else "maglev_mem"
+            d = min(_BANK, mg_depth - b * _BANK)
+            r = ram(name, g.dip_bits, d, mg_init[b * _BANK:(b + 1) * _BANK],
+                    w_en_q[f"maglev{b}"], mg_at, mg_addr[:_BANK_BITS])
+            words.append(r.r_data)
+        dip_sel = Signal(g.dip_bits)
         if n_banks == 1:
-            m.d.comb += dip_5.eq(words_5[0])
+            m.d.comb += dip_sel.eq(words[0])
         else:
-            bank_5 = delay(mg_addr_3[_BANK_BITS:_BANK_BITS + bank_bits], 2, "bank")
-            with m.Switch(bank_5):
-                for b, q in enumerate(words_5):
+            bank = delay(mg_addr[_BANK_BITS:_BANK_BITS + bank_bits], L, "bank")
+            with m.Switch(bank):
+                for b, q in enumerate(words):
                     with m.Case(b):
-                        m.d.comb += dip_5.eq(q)
-        # c + 5: the selected Maglev word registered
-        dip_6 = Signal(g.dip_bits)
-        m.d.sync += dip_6.eq(dip_5)
-        # c + 6: DIP read, addressed by the registered Maglev word
-        dip_rd = dips.read_port(domain="sync")
-        hook(dips, "dip", w_chain[6], dip_rd, dip_6)
-        # c + 7: DIP word registered
-        dw_8 = Signal(_DIP_LAYOUT)
-        m.d.sync += dw_8.eq(dip_rd.data)
-        # c + 8: result
+                        m.d.comb += dip_sel.eq(q)
+        # c + mg_at + L: the selected Maglev word registered
+        dip_idx = reg(dip_sel, "dip_idx")
+        # c + dip_at: DIP access, addressed by the registered Maglev word
+        dw = ram("dip_mem", _DIP_LAYOUT.size, self._depths["dip"],
+                 self._init.get("dip", []), w_en_q["dip"], dip_at, dip_idx)
+        dip_word = data.View(_DIP_LAYOUT, dw.r_data)
+        # c + latency: result
+        assert dip_at + L == self.latency
         m.d.comb += [
-            self.slot_valid.eq(delay(valid_3, 5, "valid")),
-            self.slot.eq(delay(slot_3, 5, "slot")),
-            self.dip.eq(delay(dip_6, 2, "dip")),
-            self.dip_ip.eq(dw_8.ip),
-            self.dip_port.eq(dw_8.port),
+            self.slot_valid.eq(delay(valid, self.latency - sm_at - L - 1, "valid")),
+            self.slot.eq(delay(slot, self.latency - sm_at - L - 1, "slot")),
+            self.dip.eq(delay(dip_idx, L, "dip")),
+            self.dip_ip.eq(dip_word.ip),
+            self.dip_port.eq(dip_word.port),
         ]
         return m

@@ -9,12 +9,13 @@ shared address per memory, so no forwarding path is needed (see hdl/core.py).
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from model.config import Geometry
+
+from .bram import RAM_LATENCY, PipelinedRam
 
 __all__ = ["TransitBits"]
 
@@ -27,14 +28,14 @@ class TransitBits(wiring.Component):
     two of these: so each memory needs one address per cycle, the write's when writing.
     Reads and writes then happen in the same stage, and every read sees all earlier
     writes without any bypass; the block RAM's read-before-write mode provides the
-    rest natively (a one-cycle transparent port, as in :class:`TransitTable`, made
-    synthesis put a bypass multiplexer right after the block-RAM output).
+    rest natively (a transparent port would need a bypass multiplexer right after the
+    block-RAM output).
 
     Timing: ``index`` presented in cycle ``c`` gives ``bits`` in ``c + latency``
-    (``latency == 2``: block-RAM read in ``c``, read data registered in ``c + 1``). A
-    write presented in cycle ``c`` is stored at the end of ``c`` and seen by reads
-    presented in ``c + 1`` or later. While ``w_en[j]`` is high memory ``j`` reads
-    ``w_addr[j]`` instead of ``index[j]`` (its bit in ``bits`` is then undefined).
+    (``latency == 3``, a :class:`~hdl.bram.PipelinedRam` per memory). A write presented
+    in cycle ``c`` is seen by reads presented in ``c + 1`` or later. While ``w_en[j]`` is
+    high memory ``j`` reads ``w_addr[j]`` instead of ``index[j]`` (its bit in ``bits`` is
+    then undefined).
 
     Parameters
     ----------
@@ -79,20 +80,15 @@ class TransitBits(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from ``index`` to ``bits``."""
-        return 2
+        return RAM_LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
         g = self._geo
         for j in range(g.transit_hashes):
-            mem = Memory(shape=1, depth=g.transit_bits,
-                         init=self._init[j] if self._init else [])
-            m.submodules[f"bits{j}"] = mem
-            wr = mem.write_port()
-            rd = mem.read_port(domain="sync")
-            addr = Signal(g.transit_log2_bits, name=f"addr{j}")
-            m.d.comb += [addr.eq(Mux(self.w_en[j], self.w_addr[j], self.index[j])),
-                         rd.addr.eq(addr), wr.addr.eq(addr),
-                         wr.en.eq(self.w_en[j]), wr.data.eq(self.w_data[j])]
-            m.d.sync += self.bits[j].eq(rd.data)
+            ram = PipelinedRam(1, g.transit_bits, self._init[j] if self._init else ())
+            m.submodules[f"bits{j}"] = ram
+            m.d.comb += [ram.addr.eq(Mux(self.w_en[j], self.w_addr[j], self.index[j])),
+                         ram.w_en.eq(self.w_en[j]), ram.w_data.eq(self.w_data[j]),
+                         self.bits[j].eq(ram.r_data)]
         return m

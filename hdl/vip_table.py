@@ -45,10 +45,13 @@ class VipTable(wiring.Component):
     """Parallel match of (dst ip, dst port, proto) against ``vip_capacity`` registers.
 
     Timing: a match presented in cycle ``c`` has ``hit``/``vip_id`` registered in
-    ``c + latency`` (``latency == 2``: the per-entry compare is registered in ``c + 1``,
-    the lowest-index priority in ``c + 2``). A write presented in cycle ``c`` updates the entry
-    at the end of ``c``: matches presented in ``c + 1`` or later see it, a match in ``c``
-    compares against the old entry.
+    ``c + latency`` (``latency == 4``): in ``c`` every entry is compared two bits at a time
+    (one LUT4 per pair, so the packet's key, which also fans out to every hash, drives
+    a single logic level), registered; in ``c + 1`` groups of four pair results are
+    AND-ed, and in ``c + 2`` the groups, each registered; in ``c + 3`` the lowest matching
+    index is registered. A write
+    presented in cycle ``c`` updates the entry at the end of ``c``: matches presented
+    in ``c + 1`` or later see it, a match in ``c`` compares against the old entry.
 
     Parameters
     ----------
@@ -95,7 +98,7 @@ class VipTable(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a match to its result."""
-        return 2
+        return 4
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -108,8 +111,22 @@ class VipTable(wiring.Component):
                 with m.If(self.w_addr == k):
                     m.d.sync += e.eq(self.w_data)
         want = Cat(self.proto, self.dst_port, self.dst_ip, Const(1, 1))
+        # c: two-bit compares, registered (reset-less: only AND-ed in the next cycle)
+        pairs = []
+        for k, e in enumerate(entries):
+            eq = Signal(-(-VIP_WORD_BITS // 2), name=f"pair_eq{k}", reset_less=True)
+            m.d.sync += eq.eq(Cat(*[e[b:b + 2] == want[b:b + 2]
+                                    for b in range(0, VIP_WORD_BITS, 2)]))
+            pairs.append(eq)
+        # c + 1: groups of four pair results AND-ed (one LUT4 each), registered
+        groups = []
+        for k, eq in enumerate(pairs):
+            grp = Signal(-(-len(eq) // 4), name=f"group_eq{k}", reset_less=True)
+            m.d.sync += grp.eq(Cat(*[eq[b:b + 4].all() for b in range(0, len(eq), 4)]))
+            groups.append(grp)
+        # c + 2: whole-entry match, registered
         match = Signal(n)
-        m.d.sync += match.eq(Cat(*[e == want for e in entries]))
+        m.d.sync += match.eq(Cat(*[grp.all() for grp in groups]))
         hit = Signal()
         vip_id = Signal(self._geo.vip_bits)
         # Lowest index wins: later (lower-index) assignments override earlier ones.

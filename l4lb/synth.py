@@ -85,6 +85,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bram_outreg import absorb_bram_output_registers
+
 __all__ = [
     "TARGETS",
     "Target",
@@ -122,6 +124,11 @@ SHIM_OUT_PINS = 8
 
 #: Memory roles that must be in block RAM (they grow with the geometry).
 TABLE_ROLES = ("conn", "maglev")
+
+#: Memory roles of the data path (each an ``hdl.bram.PipelinedRam``): on ECP5 they are
+#: all put in block RAM, whose output register keeps them off the critical path (a
+#: 64-word LUT-RAM DIP table with its 4:1 read multiplexer did not make 200 MHz).
+DATAPATH_ROLES = ("conn", "maglev", "dip", "slot_map", "transit")
 
 #: A memory of at least this many bits must never be built from flip-flops.
 FF_MEMORY_LIMIT_BITS = 4096
@@ -341,19 +348,21 @@ class MemoryInfo:
 
 
 def _role(module: str, mem: str, width: int, depth: int, shapes: dict) -> str:
-    low_mod, low = module.lower(), mem.lower()
-    if "maglev" in low:
-        return "maglev"
-    if "slot_map" in low or "slotmap" in low:
+    """What a memory holds, from its hierarchical path (``l4lb_core.conn.stage0.stage0``,
+    ``...maglev.slot_map_mem.slot_map_mem``), else from its shape."""
+    parts = [p for p in f"{module}.{mem}".lower().split(".") if p]
+    if any("slot_map" in p or "slotmap" in p for p in parts):
         return "slot_map"
-    if low.startswith("dip") or "dip_mem" in low:
+    if any(p.startswith("dip") or "dip_mem" in p for p in parts):
         return "dip"
-    if low_mod.endswith(".conn") or "conn" in low:
-        return "conn"
-    if low_mod.endswith(".transit") or "transit" in low:
-        return "transit"
-    if "fifo" in low_mod or "fifo" in low:
+    if any("maglev" in p for p in parts):
+        return "maglev"
+    if any("fifo" in p for p in parts):
         return "fifo"
+    if "conn" in parts or any(p.startswith("conn") for p in parts):
+        return "conn"
+    if "transit" in parts or any(p.startswith("transit") for p in parts):
+        return "transit"
     return shapes.get((width, depth), "other")
 
 
@@ -457,14 +466,16 @@ def _inits_to_readmemh(body: str, workdir: Path, first: int) -> tuple[str, int]:
     return "\n".join(out), n
 
 
-def rewrite_verilog(text: str, workdir: Path, force: set[str] | None = None,
+def rewrite_verilog(text: str, workdir: Path,
+                    force: set[str] | dict[str, str] | None = None,
                     top: str = "l4lb_core") -> tuple[str, int]:
     """Move memory ``initial`` blocks into ``$readmemh`` files in ``workdir`` and mark the
-    memories named in ``force`` (hierarchical names) ``(* ram_style = "block" *)``.
+    memories named in ``force`` (hierarchical names) ``(* ram_style = "block" *)``, or
+    with the style ``force`` maps them to (e.g. ``"distributed"`` for LUT RAM).
 
     Returns the new text and the number of init blocks moved. Contents are unchanged:
     ``x``/``z`` digits are kept as they are (``$readmemh`` accepts them)."""
-    force = force or set()
+    styles = dict(force) if isinstance(force, dict) else dict.fromkeys(force or (), "block")
     pieces = []
     n = 0
     for module, s, e in _modules(text):
@@ -475,8 +486,8 @@ def rewrite_verilog(text: str, workdir: Path, force: set[str] | None = None,
         def mark(m: re.Match, path=path) -> str:
             name = m.group(4).lstrip("\\").strip()
             full = f"{path}.{name}" if path else name
-            if full in force:
-                return f'{m.group(1)}(* ram_style = "block" *)\n{m.group(0)}'
+            if full in styles:
+                return f'{m.group(1)}(* ram_style = "{styles[full]}" *)\n{m.group(0)}'
             return m.group(0)
 
         body = _MEM_RE.sub(mark, body)
@@ -726,6 +737,7 @@ class SynthReport:
     shim: dict[str, int] = field(default_factory=dict)
     critical_path: dict[str, Any] = field(default_factory=dict)
     bram_check: dict[str, int] = field(default_factory=dict)
+    bram_outreg: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     workdir: str = ""
@@ -935,8 +947,14 @@ def _flow(src, cfg, t: Target, top: str, clock_mhz, wd: Path, hash_stages: int, 
     for m in mems:
         m.expected_blocks = _blocks(m.width, m.depth, t.family)
         m.min_blocks = bram_lower_bound(m.width, m.depth, t)
-        m.forced_bram = force_bram and m.role in TABLE_ROLES
-    core_text, n_init = rewrite_verilog(text, wd, {m.name for m in mems if m.forced_bram}, top)
+        m.forced_bram = force_bram and m.role in (
+            DATAPATH_ROLES if t.family == "ecp5" else TABLE_ROLES)
+    styles = {m.name: "block" for m in mems if m.forced_bram}
+    if t.family == "ecp5":
+        # the FIFOs read their storage asynchronously into a register with an enable: in
+        # a block RAM that register cannot be the output register (5.8 ns clock-to-out)
+        styles.update({m.name: "distributed" for m in mems if m.role == "fifo"})
+    core_text, n_init = rewrite_verilog(text, wd, styles, top)
     (wd / "core.v").write_text(core_text)
     shim_text, shim = make_shim(ports, top)
     (wd / "shim.v").write_text(shim_text)
@@ -962,6 +980,17 @@ def _flow(src, cfg, t: Target, top: str, clock_mhz, wd: Path, hash_stages: int, 
                          + (errs[-1] if errs else log.strip()[-500:]))
     stat = json.loads((wd / "stat.json").read_text())
     cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    outreg: dict[str, int] = {}
+    if t.family == "ecp5":
+        # the flip-flop after each block RAM's read data becomes its output register
+        netlist = json.loads((wd / "netlist.json").read_text())
+        outreg = absorb_bram_output_registers(netlist)
+        (wd / "netlist.json").write_text(json.dumps(netlist))
+        if outreg["flip_flops"]:
+            cells["TRELLIS_FF"] = cells.get("TRELLIS_FF", 0) - outreg["flip_flops"]
+            notes.append(f"{outreg['flip_flops']} flip-flops moved into {outreg['ports']} "
+                         f"block-RAM output registers (DP16KD REGMODE OUTREG) of "
+                         f"{outreg['brams']} block RAMs")
     used = _count(cells, t.family)
 
     # ---- memories: every table in block RAM
@@ -1008,7 +1037,7 @@ def _flow(src, cfg, t: Target, top: str, clock_mhz, wd: Path, hash_stages: int, 
         top=top, luts=used["lut"], ffs=used["ff"], bram=used["bram"], dsp=used["dsp"],
         fmax_mhz=None, clock_mhz=None, timing_met=None, packets_per_cycle=ppc,
         latency_cycles=latency, hash_stages=hash_stages, lutram=used.get("lutram", 0),
-        yosys_cells=cells, memories=mems, bram_check=bram_check,
+        yosys_cells=cells, memories=mems, bram_check=bram_check, bram_outreg=outreg,
         shim={"in_bits": shim.in_bits, "out_bits": shim.out_bits, "ffs": shim.ffs,
               "luts": shim.luts, "pins": shim.pins},
         seconds=seconds, notes=notes, workdir=str(wd))

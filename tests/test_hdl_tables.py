@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from hdl.bram import RAM_LATENCY, PipelinedRam
 from hdl.conntable import ConnTable
 from hdl.maglev import MAGLEV_MEMS, MaglevLookup
 from hdl.transit import TransitBits
@@ -25,6 +26,40 @@ def _geo(**geo):
     return parse_config(data).geometry
 
 
+# ---- PipelinedRam ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("width,depth", [(7, 16), (1, 1), (48, 5)])
+def test_pipelined_ram_order_and_latency(width, depth):
+    """Read ``latency`` cycles after the address; a write in cycle c is seen from
+    c + 1 on; the read of a write cycle returns the old word (read-before-write)."""
+    rng = random.Random(width * 100 + depth)
+    init = [rng.getrandbits(width) for _ in range(depth - 1)]  # last word defaults to 0
+    dut = PipelinedRam(width, depth, init)
+    assert dut.latency == RAM_LATENCY
+    words = init + [0]
+    inputs, expect = [], []
+    for _ in range(300):
+        a = rng.randrange(depth)
+        expect.append(words[a])
+        cyc = [(dut.addr, a), (dut.w_en, 0)]
+        if rng.random() < 0.4:
+            d = rng.getrandbits(width)
+            cyc += [(dut.w_en, 1), (dut.w_data, d)]
+            words[a] = d
+        inputs.append(cyc)
+    got = pipeline_outputs(dut, inputs, [dut.r_data], dut.latency, idle=[(dut.w_en, 0)])
+    assert [g[0] for g in got] == expect
+
+
+def test_pipelined_ram_validates():
+    with pytest.raises(ValueError, match="width"):
+        PipelinedRam(0, 4)
+    with pytest.raises(ValueError, match="depth"):
+        PipelinedRam(4, 0)
+    with pytest.raises(ValueError, match="more than the depth 2"):
+        PipelinedRam(4, 2, [1, 2, 3])
+
+
 # ---- ConnTable -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("geo_kw", [
@@ -32,18 +67,17 @@ def _geo(**geo):
     {"stages": 3, "log2_slots": 3, "digest_bits": "full", "version_bits": 2},
     {"stages": 1, "log2_slots": 2, "digest_bits": 8, "version_bits": 1},
 ])
-@pytest.mark.parametrize("shared", [False, True])
-def test_conntable_matches_lookup_words(geo_kw, shared):
+def test_conntable_matches_lookup_words(geo_kw):
     """Random ops (lookups, writes, both in one cycle) vs a list-of-lists model whose
-    writes land after the lookup of the same cycle. With ``shared_port`` the lookup of a
-    write cycle is undefined and not checked; all the others are."""
+    writes land after the lookup of the same cycle. The read and write share an address,
+    so the lookup of a write cycle is undefined and not checked; all the others are."""
     geo = _geo(**geo_kw)
     rng = random.Random(str(geo_kw))
     D, V = geo.digest_bits, geo.version_bits
     digests = [rng.getrandbits(D) for _ in range(3)]  # few digests: many real matches
     init = [[pack_conn(geo, rng.random() < 0.6, rng.getrandbits(V), rng.choice(digests))
              for _ in range(geo.slots)] for _ in range(geo.stages)]
-    dut = ConnTable(geo, init, shared_port=shared)
+    dut = ConnTable(geo, init)
     model = [list(x) for x in init]
     inputs, expect, checked = [], [], []
     for _ in range(400):
@@ -58,14 +92,13 @@ def test_conntable_matches_lookup_words(geo_kw, shared):
             a %= geo.slots
             cyc += [(dut.w_en, 1), (dut.w_stage, st), (dut.w_addr, a), (dut.w_data, w)]
             model[st][a] = w
-        checked.append(not (shared and any(s is dut.w_en and v for s, v in cyc)))
+        checked.append(not any(s is dut.w_en and v for s, v in cyc))
         inputs.append(cyc)
     got = pipeline_outputs(dut, inputs, [dut.hit, dut.stage, dut.version], dut.latency,
                            idle=[(dut.w_en, 0)])
-    if shared:
-        assert sum(checked) > 150
-        got = [g for g, c in zip(got, checked, strict=True) if c]
-        expect = [e for e, c in zip(expect, checked, strict=True) if c]
+    assert sum(checked) > 150
+    got = [g for g, c in zip(got, checked, strict=True) if c]
+    expect = [e for e, c in zip(expect, checked, strict=True) if c]
     assert [(bool(h), s if h else 0, v if h else 0) for h, s, v in got] == \
         [(h, s, v) for h, s, v in expect]
     assert all(v == 0 and s == 0 for h, s, v in got if not h)
@@ -184,11 +217,10 @@ def test_transit_bits_shared_address():
     {"vip_capacity": 2, "version_bits": 1, "pool_slots": 3, "maglev_size": 8191,
      "dip_capacity": 4},
 ])
-@pytest.mark.parametrize("shared", [False, True])
-def test_maglev_lookup_order(geo_kw, shared):
+def test_maglev_lookup_order(geo_kw):
     """Writes to the three memories interleaved with lookups: each lookup sees exactly
-    the writes presented before it, though the memories sit at different depths. With
-    ``shared_port`` the lookup of a write cycle is undefined and not checked."""
+    the writes presented before it, though the memories sit at different depths. The
+    lookup of a write cycle is undefined (shared read/write address) and not checked."""
     geo = _geo(**geo_kw)
     rng = random.Random(str(geo_kw))
     V, M = geo.version_bits, geo.maglev_size
@@ -200,7 +232,7 @@ def test_maglev_lookup_order(geo_kw, shared):
         "maglev": [rng.randrange(geo.dip_capacity) for _ in range(depth["maglev"])],
         "dip": [rng.getrandbits(48) for _ in range(depth["dip"])],
     }
-    dut = MaglevLookup(geo, mem, shared_port=shared)
+    dut = MaglevLookup(geo, mem)
     mem = {k: list(v) for k, v in mem.items()}
     inputs, expect, checked = [], [], []
     for _ in range(500):
@@ -229,15 +261,14 @@ def test_maglev_lookup_order(geo_kw, shared):
             expect.append((0, slot))
         if pending and pending[1] < depth[pending[0]]:
             mem[pending[0]][pending[1]] = pending[2]
-        checked.append(not (shared and pending))
+        checked.append(not pending)
         inputs.append(cyc)
     got = pipeline_outputs(dut, inputs, [dut.slot_valid, dut.slot, dut.dip, dut.dip_ip,
                                          dut.dip_port], dut.latency, idle=[(dut.w_en, 0)])
     got = [g if g[0] else g[:2] for g in got]
-    if shared:
-        assert sum(checked) > 200
-        got = [g for g, c in zip(got, checked, strict=True) if c]
-        expect = [e for e, c in zip(expect, checked, strict=True) if c]
+    assert sum(checked) > 200
+    got = [g for g, c in zip(got, checked, strict=True) if c]
+    expect = [e for e, c in zip(expect, checked, strict=True) if c]
     assert got == expect
 
 

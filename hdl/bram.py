@@ -1,0 +1,121 @@
+"""A single-port block RAM with every input and the output registered.
+
+At 200 MHz on ECP5 (5 ns) a block RAM cannot afford logic on either side: its
+clock-to-output delay without the output register is about 5.6 ns on its own (nextpnr's
+``DP16KD`` timing, speed grade 6), and an address that passes through a multiplexer and
+then fans out to six block RAMs across the die spent 6 ns in routing. :class:`PipelinedRam`
+puts a flip-flop right before the address, write-enable and write-data pins and two
+after the data output. The first of these is ``reset_less`` with no enable, exactly the
+register the ECP5 block RAM has inside (``REGMODE = "OUTREG"``); the synthesis flow
+(:func:`l4lb.bram_outreg.absorb_bram_output_registers`) moves it there. The second one
+takes the long route out of the block-RAM column (about 2.5 ns on the 85k) without any
+logic in front of it. In simulation and in the Verilog both are ordinary registers, so
+every target sees the same cycle behaviour.
+"""
+
+from collections.abc import Sequence
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PipelinedRam", "RAM_LATENCY"]
+
+#: Cycles from an access to its word: input registers, block-RAM read, output register,
+#: fabric register.
+RAM_LATENCY = 4
+
+#: Widest column of a shallow (<= 512 words) memory, see :meth:`PipelinedRam.elaborate`.
+_COLUMN = 18
+
+
+class PipelinedRam(wiring.Component):
+    """One memory, one address per cycle shared by the read and the write.
+
+    Timing: an access presented in cycle ``c`` (``addr``; ``w_en`` and ``w_data`` for a
+    write) is registered at the end of ``c``, the block RAM is accessed in ``c + 1``
+    (read-before-write), the word read is in the block RAM's output register in
+    ``c + 2`` and in a fabric register, on ``r_data``, in ``c + latency``
+    (``latency == 4``). A write presented in ``c`` is seen by reads
+    presented in ``c + 1`` or later; the read of a write cycle returns the old word.
+
+    Parameters
+    ----------
+    width, depth : int
+        Word width in bits and number of words.
+    init : sequence of int, optional
+        Initial contents (missing words are zero).
+
+    Members
+    -------
+    addr : ``In(range(depth))``
+        The word accessed (the write's while ``w_en``).
+    w_en, w_data : ``In``
+        Write request.
+    r_data : ``Out(width)``
+        The word read, ``latency`` cycles after ``addr``.
+    """
+
+    def __init__(self, width: int, depth: int, init: Sequence[int] = ()):
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be a positive integer, not {depth!r}")
+        init = [int(x) for x in init]
+        if len(init) > depth:
+            raise ValueError(f"init has {len(init)} words, more than the depth {depth}")
+        self._width, self._depth, self._init = width, depth, init
+        super().__init__({
+            "addr": In(max(1, (depth - 1).bit_length())),
+            "w_en": In(1),
+            "w_data": In(width),
+            "r_data": Out(width),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``addr`` to ``r_data``."""
+        return RAM_LATENCY
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        abits = (self._depth - 1).bit_length()
+        # A shallow memory wider than 18 bits is split into columns of at most 18 bits:
+        # ECP5 would otherwise use a block RAM's pseudo-dual-port 36-bit mode, whose
+        # output register is shared by its two ports (not the single-port one below).
+        if self._depth <= 512 and self._width > _COLUMN:
+            cols = [(lo, min(_COLUMN, self._width - lo))
+                    for lo in range(0, self._width, _COLUMN)]
+        else:
+            cols = [(0, self._width)]
+        rd_data = []
+        # input registers: nothing but routing between them and the block-RAM pins
+        addr_q = Signal(abits, name="addr_q", reset_less=True)
+        w_en_q = Signal(name="w_en_q")
+        w_data_q = Signal(self._width, name="w_data_q", reset_less=True)
+        m.d.sync += [w_en_q.eq(self.w_en), w_data_q.eq(self.w_data)]
+        if abits:
+            m.d.sync += addr_q.eq(self.addr[:abits])
+        for c, (lo, w) in enumerate(cols):
+            mask = (1 << w) - 1
+            mem = Memory(shape=w, depth=self._depth, init=[x >> lo & mask for x in self._init])
+            m.submodules["mem" if len(cols) == 1 else f"mem_c{c}"] = mem
+            wr = mem.write_port()
+            rd = mem.read_port(domain="sync")
+            m.d.comb += [wr.addr.eq(addr_q), rd.addr.eq(addr_q),
+                         wr.en.eq(w_en_q), wr.data.eq(w_data_q[lo:lo + w])]
+            rd_data.append(rd.data)
+        # output register: reset-less, no enable (the block RAM's own OUTREG), then a
+        # fabric register, so that the long route out of the block-RAM column carries no
+        # logic either
+        r_q = Signal(self._width, name="r_q", reset_less=True)
+        r_qq = Signal(self._width, name="r_qq", reset_less=True)
+        m.d.sync += [r_q.eq(Cat(*rd_data)), r_qq.eq(r_q)]
+        m.d.comb += self.r_data.eq(r_qq)
+        return m
+
