@@ -116,12 +116,15 @@ class Build:
         return int(self.info["latency"])
 
 
-def build_core(config_path: str | Path, *, hash_stages: int = 1, meta_width: int = 32,
-               waves: bool | None = None) -> Build:
+def build_core(config_path: str | Path, *, hash_stages: int | None = None,
+               meta_width: int = 32, waves: bool | None = None) -> Build:
     """Generate ``l4lb_core.v`` for a config and build it with Verilator (cached)."""
+    from hdl.core import DEFAULT_HASH_STAGES
     from hdl.export import MODULE_NAME
     from model.config import load_config
 
+    if hash_stages is None:
+        hash_stages = DEFAULT_HASH_STAGES
     config_path = Path(config_path).resolve()
     waves = waves_enabled() if waves is None else waves
     cfg = load_config(config_path)

@@ -82,7 +82,11 @@ from .maglev import MAGLEV_MEMS, MaglevLookup
 from .transit import TransitBits
 from .vip_table import VipState, VipTable
 
-__all__ = ["L4LBCore"]
+__all__ = ["L4LBCore", "DEFAULT_HASH_STAGES"]
+
+#: Default register stages of the hash unit: with 3, each XOR level has a fan-in of 4
+#: (one LUT4), which the ECP5 place-and-route needs (docs/synth.md: the sweep).
+DEFAULT_HASH_STAGES = 3
 
 _VIP_LAT = 4      # VipTable: pair compare, groups, entry match, priority
 _CONN_LAT = RAM_LATENCY + 3        # ConnTable: block RAM, 2 compare stages, priority
@@ -130,8 +134,8 @@ class L4LBCore(wiring.Component):
         Learn events.
     counters : ``Out(counters_layout(counter_width))``
         ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
-        ``drops`` (action DROP) and ``learn_drops``; they count decisions as they retire
-        (enter the decision FIFO) and wrap around.
+        ``drops`` (action DROP) and ``learn_drops``; they count decisions one cycle after
+        they retire (enter the decision FIFO) and wrap around.
 
     Raises
     ------
@@ -142,7 +146,7 @@ class L4LBCore(wiring.Component):
         holds too many words.
     """
 
-    def __init__(self, cfg: Config, *, hash_stages: int = 1, meta_width: int = 32,
+    def __init__(self, cfg: Config, *, hash_stages: int = DEFAULT_HASH_STAGES, meta_width: int = 32,
                  learn_fifo_depth: int = 16, counter_width: int = 48,
                  init_images: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(cfg, Config):
@@ -492,17 +496,21 @@ class L4LBCore(wiring.Component):
         ]
 
         # ---- counters ------------------------------------------------------------------
+        # Each increment is decided in the retire cycle and registered; the 48-bit
+        # adders then see only a flip-flop enable (one cycle after the retirement).
         c = self.counters
         vip_q = Signal()
         m.d.comb += vip_q.eq(dec_q.action != Action.FORWARD)
-        with m.If(retire):
-            m.d.sync += c.packets.eq(c.packets + 1)
-            with m.If(vip_q):
-                m.d.sync += c.vip_hits.eq(c.vip_hits + 1)
-            with m.If(vip_q & ~dec_q.hit):
-                m.d.sync += c.conn_misses.eq(c.conn_misses + 1)
-            with m.If(dec_q.action == Action.DROP):
-                m.d.sync += c.drops.eq(c.drops + 1)
-            with m.If(dec_q.learn & ~fifo.w.ready):
-                m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
+        incs = {
+            "packets": retire,
+            "vip_hits": retire & vip_q,
+            "conn_misses": retire & vip_q & ~dec_q.hit,
+            "drops": retire & (dec_q.action == Action.DROP),
+            "learn_drops": retire & dec_q.learn & ~fifo.w.ready,
+        }
+        for name, cond in incs.items():
+            inc = Signal(name=f"inc_{name}")
+            m.d.sync += inc.eq(cond)
+            with m.If(inc):
+                m.d.sync += c[name].eq(c[name] + 1)
         return m

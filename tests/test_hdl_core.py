@@ -145,7 +145,7 @@ def test_core_learn_fifo_drops_are_counted(small_cfg, small_scenario):
 
 
 def test_core_latency_property(small_cfg):
-    assert L4LBCore(small_cfg).latency == 32
+    assert L4LBCore(small_cfg).latency == 34
     assert L4LBCore(small_cfg, hash_stages=2).latency == 33
 
 

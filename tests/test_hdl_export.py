@@ -32,7 +32,7 @@ def test_verilog_ports_and_description(cfg_name, request, tmp_path):
     want = port_widths(cfg) | {"clk": ("in", 1), "rst": ("in", 1)}
     assert ports == want
     info = json.loads((tmp_path / "l4lb_core.json").read_text())
-    assert info["latency"] == 32 and info["hash_stages"] == 1
+    assert info["latency"] == 34 and info["hash_stages"] == 3
     assert [m["name"] for m in info["memories"]] == [s.name for s in memory_specs(cfg.geometry)]
     assert [m["id"] for m in info["memories"]] == list(range(len(info["memories"])))
     assert info["ports"] == {n: {"dir": d, "width": w} for n, (d, w) in port_widths(cfg).items()}
@@ -48,9 +48,12 @@ def test_init_images_are_in_the_verilog(small_cfg, tmp_path):
     text = write_verilog(small_cfg, tmp_path, images).read_text()
     dip_mem = text[text.index("module \\l4lb_core.core.maglev.dip_mem"):]
     dip_mem = dip_mem[:dip_mem.index("endmodule")]
-    assert "mem[1] = 48'hc0a801011f90;" in dip_mem
-    assert "mem[3] = 48'h000000000007;" in dip_mem
-    assert "mem[2] =" not in dip_mem  # zero words come from the fill loop
+    # a shallow 48-bit memory is three 18/18/12-bit columns (hdl.bram.PipelinedRam)
+    word = 0xC0A80101_1F90
+    for c, (lo, w) in enumerate([(0, 18), (18, 18), (36, 12)]):
+        assert f"mem_c{c}[1] = {w}'h{word >> lo & ((1 << w) - 1):0{-(-w // 4)}x};" in dip_mem
+    assert "mem_c0[3] = 18'h00007;" in dip_mem
+    assert "mem_c0[2] =" not in dip_mem  # zero words come from the fill loop
     assert "57'h100000000000005" in text  # the VIP register's power-on value
 
 
@@ -69,7 +72,7 @@ def test_cli_rtl(tmp_path, capsys):
     rc = main(["rtl", str(EXAMPLES / "small.toml"), "-o", str(tmp_path / "rtl")])
     assert rc == 0
     assert (tmp_path / "rtl" / "l4lb_core.v").exists()
-    assert "latency 32 cycles" in capsys.readouterr().out
+    assert "latency 34 cycles" in capsys.readouterr().out
 
 
 def test_write_verilog_validates(tmp_path):
