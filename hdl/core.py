@@ -39,13 +39,14 @@ address (the write's in a write slot, whose lookup result is unused), so that th
 RAM's own read-before-write mode gives this ordering.
 
 **Backpressure** uses credits and an output FIFO instead of a stall: decisions retire
-into a FIFO (:class:`~hdl.fifo.StreamFifo`) of ``output_fifo_depth`` entries regardless
+into a FIFO (:class:`~hdl.fifo.BlockRamFifo`) of ``output_fifo_depth`` entries regardless
 of ``dec.ready``; a counter holds the packets accepted and not yet taken from ``dec``, and
-``pkt.ready`` is low unless that count was below ``output_fifo_depth - 1`` in the
-previous cycle (a registered flag, so no comparator sits between ``dec.ready`` and
-``pkt.ready``; the count grows by at most one per cycle), so the FIFO never overflows,
+``pkt.ready`` is low unless that count was at most ``output_fifo_depth - 3`` two cycles
+earlier (a registered flag fed by registered events, so neither a comparator nor an
+adder sits behind ``dec.ready`` or ``pkt.valid``; the count grows by at most one per
+cycle), so the FIFO never overflows,
 nothing is lost or duplicated, and decisions stay in order. Without backpressure the
-count settles at ``latency`` (below ``output_fifo_depth - 1``) and the input never
+count settles at ``latency`` (below ``output_fifo_depth - 3``) and the input never
 stalls. ``dec.ready`` only reaches the FIFO read and the counter.
 
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
@@ -67,7 +68,7 @@ from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
 from .conntable import ConnTable
-from .fifo import StreamFifo
+from .fifo import BlockRamFifo, StreamFifo
 from .hash_unit import HashUnit
 from .layouts import (
     counters_layout,
@@ -92,7 +93,7 @@ _VIP_LAT = 4      # VipTable: pair compare, groups, entry match, priority
 _CONN_LAT = RAM_LATENCY + 3        # ConnTable: block RAM, 2 compare stages, priority
 _TRANSIT_LAT = RAM_LATENCY         # TransitBits: block RAM
 _MAGLEV_LAT = 3 * RAM_LATENCY + 3  # MaglevLookup: input regs, 3 block RAMs, add, bank
-_FIFO_LAT = 2     # StreamFifo: write to r.valid
+_FIFO_LAT = 8     # BlockRamFifo: write to r.valid
 #: Cycles from the hash result (stage R) to ``dec.valid``: conn, Bloom test, version
 #: resolution (1), Maglev, decision register (1), the accept register (1) and the
 #: output FIFO.
@@ -214,7 +215,7 @@ class L4LBCore(wiring.Component):
         """Capacity of the decision FIFO, which bounds the packets accepted and not yet
         taken from ``dec``; at least ``latency + 2``, enough for one packet per clock
         without backpressure (see the module docstring)."""
-        return StreamFifo.capacity_for(self.latency + 2)
+        return BlockRamFifo.capacity_for(self.latency + 2)
 
     def _image(self, name: str) -> list[int] | None:
         return self._images.get(name)
@@ -301,12 +302,18 @@ class L4LBCore(wiring.Component):
             return st[k].wr_hit[mm[name].id]
 
         # ---- output FIFO and credits -------------------------------------------------
-        dfifo = StreamFifo(len(self.dec.payload.as_value()), self.latency + 2)
+        dfifo = BlockRamFifo(len(self.dec.payload.as_value()), self.latency + 2)
+        assert dfifo.latency == _FIFO_LAT
         m.submodules.dec_fifo = dfifo
         cap = dfifo.capacity
         assert cap == self.output_fifo_depth
-        inflight = Signal(range(cap + 1))  # packets accepted and not yet taken from `dec`
-        credit = Signal()  # registered: inflight was below cap - 1 in the previous cycle
+        # packets accepted and not yet taken from `dec`, counted from registered events
+        # (so it is one cycle late); `credit` says it was at most cap - 3 two cycles ago,
+        # so at most cap packets are outstanding after this cycle's acceptance
+        inflight = Signal(range(cap + 1))
+        credit = Signal()
+        take_q = Signal()
+        dec_take_q = Signal()
         take_wr = Signal()
         take_pkt = Signal()
         dec_take = Signal()
@@ -316,8 +323,9 @@ class L4LBCore(wiring.Component):
             dfifo.r.ready.eq(self.dec.ready),
             dec_take.eq(self.dec.valid & self.dec.ready),
         ]
-        m.d.sync += [inflight.eq(inflight + take_pkt - dec_take),
-                     credit.eq(inflight < cap - 1)]
+        m.d.sync += [take_q.eq(take_pkt), dec_take_q.eq(dec_take),
+                     inflight.eq(inflight + take_q - dec_take_q),
+                     credit.eq(inflight < cap - 2)]
 
         # ---- input arbitration: writes first ---------------------------------------
         m.d.comb += [

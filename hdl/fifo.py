@@ -1,38 +1,45 @@
-"""A stream FIFO whose every control signal is a register, for a 200 MHz clock.
+"""Stream FIFOs whose every control signal is a register, for a 200 MHz clock.
 
 :class:`amaranth.lib.fifo.SyncFIFOBuffered` derives ``w_rdy`` from its level counter
 with a comparator and updates that counter from ``w_en`` and ``r_en`` through an adder:
 four logic levels and 6.8 ns on ECP5 in this core. :class:`StreamFifo` keeps the
 occupancy of its storage as a thermometer code, so "full" and "empty" are single
 flip-flops and each occupancy bit changes from its two neighbours; the output is a
-register stage that is refilled from the storage (a LUT RAM read asynchronously at a
-registered pointer).
+pair of registers refilled from the storage (a LUT RAM read asynchronously at a
+registered pointer). It suits shallow queues (one 16-word LUT-RAM bank): a 64-word one
+spent 6.5-7 ns in its LUT-RAM write and read paths. :class:`BlockRamFifo` is the deep
+one: a block-RAM ring behind registers, feeding a shallow :class:`StreamFifo`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StreamFifo"]
+__all__ = ["StreamFifo", "BlockRamFifo"]
+
+_STREAM_FIFO_LATENCY = 2
 
 
 class StreamFifo(wiring.Component):
     """First-in first-out queue between two :mod:`amaranth.lib.stream` interfaces.
 
-    ``w.ready`` and ``r.valid`` are registers (they depend on neither ``w.valid`` nor
-    ``r.ready`` in the same cycle). A word written in cycle ``c`` is on ``r`` from cycle
-    ``c + latency`` (``latency == 2``) if the queue was empty.
+    ``w.ready`` and ``r.valid`` depend on neither ``w.valid`` nor ``r.ready`` in the same
+    cycle. A word written in cycle ``c`` is on ``r`` from cycle ``c + latency``
+    (``latency == 2``) if the queue was empty.
+
+    The output is a pair of registers read alternately (``r.payload`` is a 2:1
+    multiplexer whose select is a flip-flop): ``r.ready`` only toggles that select and
+    clears a valid bit, and the pair is refilled from the storage by flip-flop state
+    alone, so the consumer's ``ready`` has no fan-out into the payload registers.
 
     Parameters
     ----------
     width : int
         Payload width in bits.
     depth : int
-        Words the queue must hold (at least 3). It holds :attr:`capacity` words: the
-        storage is rounded up to a power of two (plus the output register). ``w.ready``
-        is low exactly when it holds ``capacity`` words (the storage has at least two
-        words, so it is never full while the output register waits for a refill).
+        Words the queue must hold (at least 3); :attr:`capacity` is at least this (the
+        storage is rounded up to a power of two).
 
     Members
     -------
@@ -61,55 +68,225 @@ class StreamFifo(wiring.Component):
 
     @property
     def capacity(self) -> int:
-        """Words the queue holds: the storage (a power of two) and the output register."""
+        """Words a writer may keep outstanding (written, not yet read) and always find
+        ``w.ready`` high: the storage (a power of two) plus one. The queue may hold one
+        more word (the storage and both output registers full)."""
         return (1 << self._abits) + 1
 
     @property
     def latency(self) -> int:
         """Cycles from a write into an empty queue to ``r.valid``."""
-        return 2
+        return _STREAM_FIFO_LATENCY
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        n = 1 << self._abits
-        mem = Memory(shape=self._width, depth=n, init=[])
+        n, W = 1 << self._abits, self._width
+        mem = Memory(shape=W, depth=n, init=[])
         m.submodules.storage = mem
         wp = Signal(self._abits)
         rp = Signal(self._abits)
         # occupancy of the storage: fill[i] = "more than i words stored"
         fill = Signal(n)
         full, nonempty = fill[n - 1], fill[0]
-        out_valid = Signal()
-        out_data = Signal(self._width, reset_less=True)
+
+        # the output pair: buf[k] holds a word while v[k]; r shows buf[rsel], the
+        # storage refills buf[wsel]
+        buf = [Signal(W, name=f"buf{k}", reset_less=True) for k in range(2)]
+        v = Signal(2)
+        rsel = Signal()
+        wsel = Signal()
 
         do_write = Signal()
-        load = Signal()  # storage -> output register
+        load = Signal()  # storage -> buf[wsel]
+        pop = Signal()
         m.d.comb += [
             self.w.ready.eq(~full),
             do_write.eq(self.w.valid & ~full),
-            load.eq(nonempty & (~out_valid | self.r.ready)),
-            self.r.valid.eq(out_valid),
-            self.r.payload.eq(out_data),
+            load.eq(nonempty & ~Mux(wsel, v[1], v[0])),
+            self.r.valid.eq(Mux(rsel, v[1], v[0])),
+            self.r.payload.eq(Mux(rsel, buf[1], buf[0])),
+            pop.eq(self.r.valid & self.r.ready),
         ]
 
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")
         m.d.comb += [wr.addr.eq(wp), wr.data.eq(self.w.payload), wr.en.eq(do_write),
                      rd.addr.eq(rp)]
-        if self._abits:
-            with m.If(do_write):
-                m.d.sync += wp.eq(wp + 1)
-            with m.If(load):
-                m.d.sync += rp.eq(rp + 1)
+        with m.If(do_write):
+            m.d.sync += wp.eq(wp + 1)
+        with m.If(load):
+            m.d.sync += [rp.eq(rp + 1), wsel.eq(~wsel)]
+            with m.If(wsel):
+                m.d.sync += buf[1].eq(rd.data)
+            with m.Else():
+                m.d.sync += buf[0].eq(rd.data)
+        with m.If(pop):
+            m.d.sync += rsel.eq(~rsel)
+        # a buffer is refilled only while empty and read only while full: never both
+        for k in range(2):
+            with m.If(load & (wsel == k)):
+                m.d.sync += v[k].eq(1)
+            with m.Elif(pop & (rsel == k)):
+                m.d.sync += v[k].eq(0)
 
-        # the thermometer shifts up on a write alone, down on a read alone
+        # the thermometer shifts up on a write alone, down on a refill alone
         with m.If(do_write & ~load):
             m.d.sync += fill.eq(Cat(Const(1, 1), fill[:n - 1]))
         with m.Elif(load & ~do_write):
             m.d.sync += fill.eq(Cat(fill[1:], Const(0, 1)))
+        return m
 
-        with m.If(load):
-            m.d.sync += [out_valid.eq(1), out_data.eq(rd.data)]
-        with m.Elif(self.r.ready):
-            m.d.sync += out_valid.eq(0)
+
+class BlockRamFifo(wiring.Component):
+    """A deep stream FIFO in block RAM whose every control path is one or two LUT levels.
+
+    The storage is a ring of ``2**k`` words in block RAM, written through registers and
+    read at a registered pointer, its data through the block RAM's output register and one
+    fabric register (like :class:`~hdl.bram.PipelinedRam`), so no logic touches a
+    block-RAM pin. Words read from the ring go into a small :class:`StreamFifo` (the
+    *output queue*), which drives ``r``. The read side issues a ring read when the ring
+    holds a word that is already written and the output queue will have room for it.
+
+    The ring is read at ``rp`` in every cycle; a read in the cycle the same word is
+    written happens only while the reader does not use it (a word is readable from the
+    second cycle after its write on), so the value of such a read does not matter, and
+    the synthesis flow says so to yosys (``RD_COLLISION_X_MASK`` in ``l4lb/synth.py``),
+    which then needs no bypass multiplexer behind the block RAM.
+
+    Counts are kept so that every decision is taken from flip-flops: the ring occupancy
+    seen by the reader is a thermometer code updated from *registered* write/read
+    events (one cycle late), and the exact "a word is readable now" test combines that
+    code with the two registered events (:meth:`elaborate`). The writer's ``w.ready`` is
+    derived from a count three cycles old, so it is conservative: it is low only if, three
+    cycles earlier, the ring held more than ``capacity`` words. A writer that never has
+    more than ``capacity`` words outstanding (as the core's credits guarantee) therefore
+    always sees ``w.ready`` high.
+
+    Parameters
+    ----------
+    width : int
+        Payload width in bits.
+    depth : int
+        Words the queue must hold (at least 2); :attr:`capacity` is at least this.
+
+    Members
+    -------
+    w : ``In(stream.Signature(width))``
+        Write side.
+    r : ``Out(stream.Signature(width))``
+        Read side (the output queue).
+    """
+
+    #: Cycles from the issue of a ring read to its word entering the output queue.
+    _READ = 3
+    #: Depth of the output queue (a single 16-word LUT-RAM bank on ECP5).
+    _QUEUE = 16
+
+    def __init__(self, width: int, depth: int):
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
+        self._width = width
+        self._abits = (depth + 3).bit_length()  # ring of 2**abits >= depth + 4 words
+        super().__init__({
+            "w": In(stream.Signature(width)),
+            "r": Out(stream.Signature(width)),
+        })
+
+    @staticmethod
+    def capacity_for(depth: int) -> int:
+        """:attr:`capacity` of a queue built for ``depth`` words."""
+        return (1 << (depth + 3).bit_length()) - 4
+
+    @property
+    def capacity(self) -> int:
+        """Words that may be outstanding with ``w.ready`` guaranteed high (see above)."""
+        return (1 << self._abits) - 4
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a write into an empty queue to ``r.valid``: the write registered
+        and stored (2), seen by the reader (1), read into the output queue (3), the
+        queue (2)."""
+        return 3 + self._READ + _STREAM_FIFO_LATENCY
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        n, ab, W = 1 << self._abits, self._abits, self._width
+        queue = StreamFifo(W, self._QUEUE + 1)
+        m.submodules.queue = queue
+        qcap = queue.capacity
+
+        # ---- write side: registered into the ring (stored at the end of the next cycle)
+        wp = Signal(ab)
+        do_write = Signal()
+        ready = Signal(init=1)  # registered, see the class docstring
+        m.d.comb += [self.w.ready.eq(ready), do_write.eq(self.w.valid & ready)]
+        with m.If(do_write):
+            m.d.sync += wp.eq(wp + 1)
+        w_en_q = Signal()
+        w_addr_q = Signal(ab, reset_less=True)
+        w_data_q = Signal(W, reset_less=True)
+        m.d.sync += [w_en_q.eq(do_write), w_addr_q.eq(wp), w_data_q.eq(self.w.payload)]
+
+        # ---- the ring, in columns of at most 18 bits (true dual-port block RAMs)
+        rp = Signal(ab)
+        cols = [(lo, min(18, W - lo)) for lo in range(0, W, 18)]
+        words = []
+        for c, (lo, w) in enumerate(cols):
+            mem = Memory(shape=w, depth=n, init=[])
+            m.submodules[f"ring_c{c}"] = mem
+            wr = mem.write_port()
+            rd = mem.read_port(domain="sync")
+            m.d.comb += [wr.en.eq(w_en_q), wr.addr.eq(w_addr_q), wr.data.eq(w_data_q[lo:lo + w]),
+                         rd.addr.eq(rp)]
+            words.append(rd.data)
+        r_q = Signal(W, reset_less=True)    # the block RAM's output register
+        r_qq = Signal(W, reset_less=True)   # a fabric register
+        m.d.sync += [r_q.eq(Cat(*words)), r_qq.eq(r_q)]
+
+        # ---- read side: events of the previous cycle, registered
+        settle = Signal()   # a write presented two cycles ago is stored and readable now
+        issue = Signal()    # the ring word at rp is read in this cycle
+        s_q = Signal()      # settle, one cycle ago
+        i_q = Signal()      # issue, one cycle ago
+        m.d.sync += [settle.eq(w_en_q), s_q.eq(settle), i_q.eq(issue)]
+        # avail: readable words not yet issued, one cycle late (it counts the events up
+        # to two cycles ago), as a thermometer: avail[k] = "more than k words"
+        avail = Signal(n + 1)
+        with m.If(s_q & ~i_q):
+            m.d.sync += avail.eq(Cat(Const(1, 1), avail[:n]))
+        with m.Elif(i_q & ~s_q):
+            m.d.sync += avail.eq(Cat(avail[1:], Const(0, 1)))
+        # readable now = avail + s_q - i_q >= 1
+        readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
+        # room in the output queue: words issued and not yet taken from `r`, two cycles
+        # late, plus at most two more; issue only while that stays below the queue's
+        # capacity, so the queue never refuses a word
+        pend = Signal(range(qcap + 1))
+        pop_q = Signal()
+        room = Signal()
+        m.d.sync += [pop_q.eq(self.r.valid & self.r.ready),
+                     pend.eq(pend + i_q - pop_q),
+                     room.eq(pend < qcap - 2)]
+        m.d.comb += issue.eq(readable & room)
+        with m.If(issue):
+            m.d.sync += rp.eq(rp + 1)
+
+        # ---- the word read arrives _READ cycles after its issue
+        arrive = issue
+        for k in range(self._READ):
+            q = Signal(name=f"arrive_{k + 1}")
+            m.d.sync += q.eq(arrive)
+            arrive = q
+        m.d.comb += [queue.w.valid.eq(arrive), queue.w.payload.eq(r_qq)]
+        wiring.connect(m, queue.r, wiring.flipped(self.r))
+
+        # ---- write side's ready: the ring held at most n - 4 words three cycles ago, so
+        # it holds at most n - 1 now and this write fits
+        count = Signal(range(n + 1))  # written and not yet issued up to two cycles ago
+        wr_q = Signal()
+        m.d.sync += [wr_q.eq(do_write), count.eq(count + wr_q - i_q),
+                     ready.eq(count < n - 3)]
         return m

@@ -844,6 +844,9 @@ def _yosys_script(t: Target, files: list[str], top: str) -> str:
         # the core's memory ports (that would turn an asynchronous read into a BRAM one)
         f"setattr -mod -set keep_hierarchy 1 {top}",
         f"{synth} -top {SHIM_TOP} -run :{label}",
+        # hdl.fifo.BlockRamFifo never uses a ring word read in the cycle it is written,
+        # so such a collision may give any value: no bypass logic behind the block RAM
+        f"setparam -set RD_COLLISION_X_MASK 1'1 {top}/*.ring_c*",
         "tee -q -o pre_map_stat.json stat -json",
         f"{synth} -top {SHIM_TOP} -run {label}:{json_out}",
         "tee -q -o stat.json stat -json",
@@ -962,7 +965,9 @@ def _flow(src, cfg, t: Target, top: str, clock_mhz, wd: Path, hash_stages: int, 
     if t.family == "ecp5":
         # the FIFOs read their storage asynchronously into a register with an enable: in
         # a block RAM that register cannot be the output register (5.8 ns clock-to-out)
-        styles.update({m.name: "distributed" for m in mems if m.role == "fifo"})
+        # (the deep decision FIFO's ring is read at a register and stays in block RAM)
+        styles.update({m.name: ("block" if ".ring" in m.name else "distributed")
+                       for m in mems if m.role == "fifo"})
     core_text, n_init = rewrite_verilog(text, wd, styles, top)
     (wd / "core.v").write_text(core_text)
     shim_text, shim = make_shim(ports, top)

@@ -127,7 +127,7 @@ def test_core_hash_stages_and_full_key(small_scenario):
     scen = build_scenario(cfg, connections=25, updates=2, seed=9)
     ops, exp = _ops(cfg, scen)
     dut = L4LBCore(cfg, hash_stages=3)
-    assert dut.latency == 34
+    assert dut.latency == 40
     got, _, _ = _drive(dut, ops, len(exp), itertools.cycle([1, 0, 1]))
     _check(got, exp, ops)
 
@@ -145,8 +145,8 @@ def test_core_learn_fifo_drops_are_counted(small_cfg, small_scenario):
 
 
 def test_core_latency_property(small_cfg):
-    assert L4LBCore(small_cfg).latency == 34
-    assert L4LBCore(small_cfg, hash_stages=2).latency == 33
+    assert L4LBCore(small_cfg).latency == 40
+    assert L4LBCore(small_cfg, hash_stages=2).latency == 39
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
