@@ -8,7 +8,7 @@ more flip-flop before any logic (4 cycles)::
 
     stage 0       VipTable compare, HashUnit key in                  | vip writes
     stage 4       VipTable result; VipState read                     | vip_state writes
-    stage 5       VipState result
+    stage 6       VipState result
     stage R       ConnTable access                                   | conn writes
     stage X-1     RECORD / FLIP candidates (VIP packet and its phase)
     stage X=R+7   ConnTable result; Bloom test (read) or set (write) | transit writes
@@ -52,13 +52,13 @@ stalls. ``dec.ready`` only reaches the FIFO read and the counter.
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
 pushed into a FIFO of at least ``learn_fifo_depth`` entries (a
 :class:`~hdl.fifo.StreamFifo`, whose storage is a power of two plus its output
-register) as the decision retires; when it is full the event is dropped and
+register) one cycle after the decision retires; when it is full the event is dropped and
 ``counters.learn_drops`` increments (the decision still says ``learn = 1``).
 """
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -90,6 +90,7 @@ __all__ = ["L4LBCore", "DEFAULT_HASH_STAGES"]
 DEFAULT_HASH_STAGES = 3
 
 _VIP_LAT = 4      # VipTable: pair compare, groups, entry match, priority
+_STATE_LAT = 2    # VipState: 4:1 per group, group
 _CONN_LAT = RAM_LATENCY + 3        # ConnTable: block RAM, 2 compare stages, priority
 _TRANSIT_LAT = RAM_LATENCY         # TransitBits: block RAM
 _MAGLEV_LAT = 3 * RAM_LATENCY + 3  # MaglevLookup: input regs, 3 block RAMs, add, bank
@@ -136,7 +137,8 @@ class L4LBCore(wiring.Component):
     counters : ``Out(counters_layout(counter_width))``
         ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
         ``drops`` (action DROP) and ``learn_drops``; they count decisions one cycle after
-        they retire (enter the decision FIFO) and wrap around.
+        they retire (enter the decision FIFO; ``learn_drops`` two cycles after) and wrap
+        around.
 
     Raises
     ------
@@ -272,10 +274,11 @@ class L4LBCore(wiring.Component):
         maglev = MaglevLookup(g, init={k: v for k, v in self._images.items()
                                        if k in MAGLEV_MEMS})
         assert hash_unit.latency == R and vip.latency == _VIP_LAT
-        assert conn.latency == _CONN_LAT and vip_state.latency == 1
+        assert conn.latency == _CONN_LAT and vip_state.latency == _STATE_LAT
         assert transit.latency == _TRANSIT_LAT and maglev.latency == _MAGLEV_LAT
-        # the VIP result (stage V0) and its state (V0 + 2) are there before stage X - 1
-        assert hash_unit.maglev_latency <= A and _VIP_LAT + 2 <= X - 1
+        # the VIP result (stage V0) and its state (in st[V0 + _STATE_LAT + 1]) are there
+        # by stage X - 1
+        assert hash_unit.maglev_latency <= A and _VIP_LAT + _STATE_LAT + 1 <= X - 1
         m.submodules.hash = hash_unit
         m.submodules.vip = vip
         m.submodules.vip_state = vip_state
@@ -284,7 +287,9 @@ class L4LBCore(wiring.Component):
         m.submodules.maglev = maglev
 
         # ---- pipeline registers ------------------------------------------------------
-        st = [Signal(slot_layout, name=f"st{k}") for k in range(n_stages)]
+        # Only the control bits of a slot are reset (below): the data bits are reset-less,
+        # which keeps the reset net's fan-out (a 4 ns route at 7,000 loads) small.
+        st = [Signal(slot_layout, name=f"st{k}", reset_less=True) for k in range(n_stages)]
         # nxt[k]: the slot of stage k with the results that arrive in stage k merged in;
         # it is what stage k+1 captures.
         nxt = [Signal(slot_layout, name=f"nxt{k}") for k in range(n_stages)]
@@ -292,6 +297,13 @@ class L4LBCore(wiring.Component):
             m.d.comb += nxt[k].eq(st[k])
             if k + 1 < n_stages:
                 m.d.sync += st[k + 1].eq(nxt[k])
+        # the control bits of every slot (what makes an op act) are cleared by the reset;
+        # these statements come after the loads above, so the reset wins
+        control = ("valid", "is_wr", "wr_hit", "vip_hit", "hit", "rec_cand", "flip_cand",
+                   "flip_miss", "transit_hit")
+        with m.If(ResetSignal()):
+            for k in range(n_stages):
+                m.d.sync += [getattr(st[k], f).eq(0) for f in control]
 
         def is_pkt(k: int):
             return st[k].valid & ~st[k].is_wr
@@ -366,11 +378,11 @@ class L4LBCore(wiring.Component):
             vip_state.w_addr.eq(st[V0].op.wr.addr),
             vip_state.w_data.eq(st[V0].op.wr.data),
         ]
-        # ---- stage 5: VipState result ----------------------------------------------
+        # ---- stage 6: VipState result ----------------------------------------------
         m.d.comb += [
-            nxt[V0 + 1].phase.eq(vip_state.phase),
-            nxt[V0 + 1].old_version.eq(vip_state.old_version),
-            nxt[V0 + 1].cur_version.eq(vip_state.cur_version),
+            nxt[V0 + _STATE_LAT].phase.eq(vip_state.phase),
+            nxt[V0 + _STATE_LAT].old_version.eq(vip_state.old_version),
+            nxt[V0 + _STATE_LAT].cur_version.eq(vip_state.cur_version),
         ]
 
         # ---- stage R: ConnTable read; the Bloom indices travel on to X ----------------
@@ -435,15 +447,12 @@ class L4LBCore(wiring.Component):
         # ---- stage A: Maglev lookup --------------------------------------------------
         s2 = st[A]
         w2 = s2.op.wr
-        ml_write = Signal()
         for name, sel in MAGLEV_MEMS.items():
-            with m.If(write_to(A, name)):
-                m.d.comb += [ml_write.eq(1), maglev.w_mem.eq(sel)]
+            m.d.comb += maglev.w_en[sel].eq(write_to(A, name))
         m.d.comb += [
             maglev.vip_id.eq(s2.vip_id),
             maglev.version.eq(s2.version),
             maglev.index.eq(s2.mag_idx),
-            maglev.w_en.eq(ml_write),
             maglev.w_addr.eq(w2.addr),
             maglev.w_data.eq(w2.data),
         ]
@@ -487,17 +496,20 @@ class L4LBCore(wiring.Component):
 
         # ---- retire register: decision into the output FIFO, learn event, counters ----
         retire = Signal()  # a packet's decision enters the output FIFO this cycle
-        dec_q = Signal.like(dec)
-        event_q = Signal.like(event)
+        dec_q = Signal.like(dec, reset_less=True)
+        event_q = Signal.like(event, reset_less=True)
         m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
         m.d.comb += [dfifo.w.valid.eq(retire), dfifo.w.payload.eq(dec_q)]
 
-        # ---- learn events --------------------------------------------------------------
+        # ---- learn events: pushed one cycle after the decision retires ------------------
         fifo = StreamFifo(learn_layout(g).size, max(3, self._learn_fifo_depth))
         m.submodules.learn_fifo = fifo
+        push = Signal()
+        event_qq = Signal.like(event, reset_less=True)
+        m.d.sync += [push.eq(retire & dec_q.learn), event_qq.eq(event_q)]
         m.d.comb += [
-            fifo.w.payload.eq(event_q),
-            fifo.w.valid.eq(retire & dec_q.learn),
+            fifo.w.payload.eq(event_qq),
+            fifo.w.valid.eq(push),
             self.learn.valid.eq(fifo.r.valid),
             self.learn.payload.eq(fifo.r.payload),
             fifo.r.ready.eq(self.learn.ready),
@@ -514,11 +526,14 @@ class L4LBCore(wiring.Component):
             "vip_hits": retire & vip_q,
             "conn_misses": retire & vip_q & ~dec_q.hit,
             "drops": retire & (dec_q.action == Action.DROP),
-            "learn_drops": retire & dec_q.learn & ~fifo.w.ready,
         }
         for name, cond in incs.items():
             inc = Signal(name=f"inc_{name}")
             m.d.sync += inc.eq(cond)
             with m.If(inc):
                 m.d.sync += c[name].eq(c[name] + 1)
+        inc_learn_drops = Signal()  # the push of this cycle finds the FIFO full
+        m.d.sync += inc_learn_drops.eq(push & ~fifo.w.ready)
+        with m.If(inc_learn_drops):
+            m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
         return m

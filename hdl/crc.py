@@ -167,7 +167,7 @@ class AffineXorNetwork(wiring.Component):
                 groups = [t] if last else [t[k:k + fan_in] for k in range(0, len(t), fan_in)]
                 regs = []
                 for g, grp in enumerate(groups):
-                    reg = Signal(name=f"x{j}_l{level}_g{g}")
+                    reg = Signal(name=f"x{j}_l{level}_g{g}", reset_less=True)
                     value = _xor_all(grp)
                     if last:
                         value = value ^ (self._const >> j & 1)

@@ -40,6 +40,11 @@ class StreamFifo(wiring.Component):
     depth : int
         Words the queue must hold (at least 3); :attr:`capacity` is at least this (the
         storage is rounded up to a power of two).
+    checked : bool
+        Refuse writes while full (the default). With ``False`` the writer promises never
+        to write while ``w.ready`` is low (a write then would overwrite a stored word);
+        the write path is then a flip-flop away from the storage (used by
+        :class:`BlockRamFifo`, whose reader reserves room before it reads).
 
     Members
     -------
@@ -49,12 +54,13 @@ class StreamFifo(wiring.Component):
         Read side.
     """
 
-    def __init__(self, width: int, depth: int):
+    def __init__(self, width: int, depth: int, *, checked: bool = True):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         if not isinstance(depth, int) or depth < 3:
             raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
         self._width = width
+        self._checked = bool(checked)
         self._abits = (depth - 2).bit_length()
         super().__init__({
             "w": In(stream.Signature(width)),
@@ -97,16 +103,32 @@ class StreamFifo(wiring.Component):
         wsel = Signal()
 
         do_write = Signal()
-        load = Signal()  # storage -> buf[wsel]
         pop = Signal()
+        # The refill "storage -> buf[wsel]" happens when the storage is not empty and
+        # buf[wsel] is. That condition is computed a cycle ahead, from the next state,
+        # and registered one-hot per buffer (`ld`), so each buffer's load enable (a
+        # fan-out of `width`) comes straight from a flip-flop.
+        ld = Signal(2)
+        load = Signal()
         m.d.comb += [
             self.w.ready.eq(~full),
-            do_write.eq(self.w.valid & ~full),
-            load.eq(nonempty & ~Mux(wsel, v[1], v[0])),
+            do_write.eq(self.w.valid & ~full if self._checked else self.w.valid),
+            load.eq(ld.any()),
             self.r.valid.eq(Mux(rsel, v[1], v[0])),
             self.r.payload.eq(Mux(rsel, buf[1], buf[0])),
             pop.eq(self.r.valid & self.r.ready),
         ]
+        wsel_next = Signal()
+        v_next = Signal(2)
+        nonempty_next = Signal()
+        m.d.comb += [
+            wsel_next.eq(wsel ^ load),
+            nonempty_next.eq(do_write | Mux(load, fill[1] if n > 1 else 0, nonempty)),
+        ]
+        for k in range(2):
+            m.d.comb += v_next[k].eq((v[k] | (load & (wsel == k))) & ~(pop & (rsel == k)))
+        load_next = nonempty_next & ~Mux(wsel_next, v_next[1], v_next[0])
+        m.d.sync += [ld[0].eq(load_next & ~wsel_next), ld[1].eq(load_next & wsel_next)]
 
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")
@@ -116,18 +138,13 @@ class StreamFifo(wiring.Component):
             m.d.sync += wp.eq(wp + 1)
         with m.If(load):
             m.d.sync += [rp.eq(rp + 1), wsel.eq(~wsel)]
-            with m.If(wsel):
-                m.d.sync += buf[1].eq(rd.data)
-            with m.Else():
-                m.d.sync += buf[0].eq(rd.data)
+        for k in range(2):
+            with m.If(ld[k]):
+                m.d.sync += buf[k].eq(rd.data)
         with m.If(pop):
             m.d.sync += rsel.eq(~rsel)
         # a buffer is refilled only while empty and read only while full: never both
-        for k in range(2):
-            with m.If(load & (wsel == k)):
-                m.d.sync += v[k].eq(1)
-            with m.Elif(pop & (rsel == k)):
-                m.d.sync += v[k].eq(0)
+        m.d.sync += v.eq(v_next)
 
         # the thermometer shifts up on a write alone, down on a refill alone
         with m.If(do_write & ~load):
@@ -214,7 +231,7 @@ class BlockRamFifo(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         n, ab, W = 1 << self._abits, self._abits, self._width
-        queue = StreamFifo(W, self._QUEUE + 1)
+        queue = StreamFifo(W, self._QUEUE + 1, checked=False)
         m.submodules.queue = queue
         qcap = queue.capacity
 

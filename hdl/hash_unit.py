@@ -102,7 +102,7 @@ class HashUnit(wiring.Component):
             # The digest is the key itself, delayed to line up with the other hashes.
             prev = self.key.as_value()
             for k in range(self._stages):
-                reg = Signal(KEY_LAYOUT.size, name=f"key_d{k}")
+                reg = Signal(KEY_LAYOUT.size, name=f"key_d{k}", reset_less=True)
                 m.d.sync += reg.eq(prev)
                 prev = reg
             m.d.comb += self.digest.eq(prev)

@@ -22,7 +22,7 @@ from .bram import RAM_LATENCY, PipelinedRam
 
 __all__ = ["MaglevLookup", "MAGLEV_MEMS"]
 
-#: Sub-memory selector values of the write port.
+#: Bit of each memory in the write enable ``w_en``.
 MAGLEV_MEMS = {"slot_map": 0, "maglev": 1, "dip": 2}
 
 
@@ -77,8 +77,9 @@ class MaglevLookup(wiring.Component):
         The lookup.
     slot_valid, slot, dip, dip_ip, dip_port : ``Out``
         The result, ``latency`` cycles later.
-    w_en, w_mem, w_addr, w_data : ``In``
-        Write port; ``w_mem`` is a value of :data:`MAGLEV_MEMS`.
+    w_en, w_addr, w_data : ``In``
+        Write port; ``w_en`` has one bit per memory, bit :data:`MAGLEV_MEMS` ``[name]``
+        (at most one set).
 
     Raises
     ------
@@ -116,8 +117,7 @@ class MaglevLookup(wiring.Component):
             "dip": Out(geo.dip_bits),
             "dip_ip": Out(32),
             "dip_port": Out(16),
-            "w_en": In(1),
-            "w_mem": In(2),
+            "w_en": In(len(MAGLEV_MEMS)),
             "w_addr": In(addr_bits),
             "w_data": In(48),
         })
@@ -144,22 +144,21 @@ class MaglevLookup(wiring.Component):
             m.d.sync += q.eq(value)
             return q
 
-        def delay(sig, n: int, name: str):
+        def delay(sig, n: int, name: str, **kw):
             for k in range(n):
-                sig = reg(sig, f"{name}_{k + 1}")
+                sig = reg(sig, f"{name}_{k + 1}", **kw)
             return sig
 
         # c: the lookup registered; the write registered and decoded (which memory, or
         # which Maglev bank, and within its depth), so that every write enable that
         # reaches a memory is a flip-flop
-        en, sel, addr = self.w_en, self.w_mem, self.w_addr
+        en, addr = self.w_en, self.w_addr
         dec = {
-            "slot_map": en & (sel == MAGLEV_MEMS["slot_map"])
-            & (addr < self._depths["slot_map"]),
-            "dip": en & (sel == MAGLEV_MEMS["dip"]) & (addr < self._depths["dip"]),
+            "slot_map": en[MAGLEV_MEMS["slot_map"]] & (addr < self._depths["slot_map"]),
+            "dip": en[MAGLEV_MEMS["dip"]] & (addr < self._depths["dip"]),
         }
         for b in range(n_banks):
-            dec[f"maglev{b}"] = (en & (sel == MAGLEV_MEMS["maglev"]) & (addr < mg_depth)
+            dec[f"maglev{b}"] = (en[MAGLEV_MEMS["maglev"]] & (addr < mg_depth)
                                  & ((addr >> _BANK_BITS) == b))
         w_en_q = {k: reg(v, f"w_en_{k}") for k, v in dec.items()}
         w_addr_q = reg(self.w_addr, "w_addr_q", reset_less=True)
@@ -192,15 +191,16 @@ class MaglevLookup(wiring.Component):
         index = delay(index, L, "index")
         # c + 1 + L: Maglev address = slot * M + index, registered
         # slot * M as a table of constants (one LUT level, no multiplier)
-        mg_addr = Signal(g.slot_bits + g.maglev_index_bits + 1)
+        # the data path is reset-less (only write enables are reset)
+        mg_addr = Signal(g.slot_bits + g.maglev_index_bits + 1, reset_less=True)
         base = Signal.like(mg_addr)
         with m.Switch(sm_word.slot):
             for k in range(1 << g.slot_bits):
                 with m.Case(k):
                     m.d.comb += base.eq(k * M)
         m.d.sync += mg_addr.eq(base + index)
-        valid = reg(sm_word.valid, "valid")
-        slot = reg(sm_word.slot, "slot")
+        valid = reg(sm_word.valid, "valid", reset_less=True)
+        slot = reg(sm_word.slot, "slot", reset_less=True)
         # c + mg_at: Maglev access, every bank (the bank number travels along). The
         # Maglev memory is in banks of at most _BANK words (one block RAM deep on ECP5
         # at these widths), so that no multiplexer sits between a block RAM and its
@@ -217,13 +217,14 @@ class MaglevLookup(wiring.Component):
         if n_banks == 1:
             m.d.comb += dip_sel.eq(words[0])
         else:
-            bank = delay(mg_addr[_BANK_BITS:_BANK_BITS + bank_bits], L, "bank")
+            bank = delay(mg_addr[_BANK_BITS:_BANK_BITS + bank_bits], L, "bank",
+                         reset_less=True)
             with m.Switch(bank):
                 for b, q in enumerate(words):
                     with m.Case(b):
                         m.d.comb += dip_sel.eq(q)
         # c + mg_at + L: the selected Maglev word registered
-        dip_idx = reg(dip_sel, "dip_idx")
+        dip_idx = reg(dip_sel, "dip_idx", reset_less=True)
         # c + dip_at: DIP access, addressed by the registered Maglev word
         dw = ram("dip_mem", _DIP_LAYOUT.size, self._depths["dip"],
                  self._init.get("dip", []), w_en_q["dip"], dip_at, dip_idx)

@@ -142,8 +142,9 @@ class VipState(wiring.Component):
     """Per-VIP ``phase | old_version | cur_version`` registers with a registered read.
 
     Timing: a read presented in cycle ``c`` (``vip_id``) returns the word in
-    ``c + latency`` (``latency == 1``); a write in ``c`` is seen by reads in ``c + 1``
-    and later, not by a read in ``c``.
+    ``c + latency`` (``latency == 2``: a 4:1 selection per group of four entries in
+    ``c``, the group in ``c + 1``, each registered); a write in ``c`` is seen by reads in
+    ``c + 1`` and later, not by a read in ``c``.
 
     Parameters
     ----------
@@ -188,7 +189,7 @@ class VipState(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a read to its data."""
-        return 1
+        return 2
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -200,13 +201,31 @@ class VipState(wiring.Component):
             for k, e in enumerate(entries):
                 with m.If(self.w_addr == k):
                     m.d.sync += e.eq(self.w_data)
+        # c: one entry of each group of four, by the low two bits of vip_id, registered
+        # (a 4:1 multiplexer per bit); c + 1: the group, by the other bits, registered
+        groups = []
+        for g in range(-(-n // 4)):
+            gq = Signal(self._layout.size, name=f"group{g}", reset_less=True)
+            with m.Switch(self.vip_id[:2]):
+                for j in range(4):
+                    if 4 * g + j < n:
+                        with m.Case(j):
+                            m.d.sync += gq.eq(entries[4 * g + j])
+                with m.Default():
+                    m.d.sync += gq.eq(0)
+            groups.append(gq)
         q = Signal(self._layout)
-        with m.Switch(self.vip_id):
-            for k, e in enumerate(entries):
-                with m.Case(k):
-                    m.d.sync += q.eq(e)
-            with m.Default():
-                m.d.sync += q.eq(0)
+        if len(self.vip_id) <= 2:  # one group (a zero-width switch is avoided)
+            m.d.sync += q.eq(groups[0])
+        else:
+            high = Signal(len(self.vip_id) - 2, name="vip_id_high")
+            m.d.sync += high.eq(self.vip_id[2:])
+            with m.Switch(high):
+                for g, gq in enumerate(groups):
+                    with m.Case(g):
+                        m.d.sync += q.eq(gq)
+                with m.Default():
+                    m.d.sync += q.eq(0)
         m.d.comb += [self.phase.eq(q.phase), self.old_version.eq(q.old_version),
                      self.cur_version.eq(q.cur_version)]
         return m

@@ -3,10 +3,12 @@
 packets), output backpressure, the learn FIFO's drop counter, parameter validation.
 The long runs (>100k packets) are the Verilator benches in cocotb_tests/."""
 
+import dataclasses
 import itertools
 import random
 
 import pytest
+from amaranth.hdl import ClockDomain, Module
 
 from hdl.core import L4LBCore
 from hdl.layouts import memory_map
@@ -35,14 +37,22 @@ def _ops(cfg, scen, load_images=True):
     return ops, exp
 
 
-def _drive(dut, ops, n_exp, ready=None, learn_ready=None):
-    """Present ops in order (held until accepted); collect decisions and learn events."""
+def _drive(dut, ops, n_exp, ready=None, learn_ready=None, reset_after=None):
+    """Present ops in order (held until accepted); collect decisions and learn events.
+    With ``reset_after`` the domain reset is pulsed once that many ops are accepted (ops
+    still in flight), and only what comes out after the reset is returned."""
     got, learns, counters = [], [], {}
     ready = ready or itertools.repeat(1)
     learn_ready = learn_ready or itertools.repeat(1)
+    top = dut
+    if reset_after is not None:
+        top = Module()
+        top.domains.sync = cd = ClockDomain()
+        top.submodules.dut = dut
 
     async def tb(ctx):
         i = 0
+        pending_reset = reset_after
         for _ in range(4 * len(ops) + 200):
             if i < len(ops):
                 o = ops[i]
@@ -67,6 +77,16 @@ def _drive(dut, ops, n_exp, ready=None, learn_ready=None):
                 dut.learn.payload)
             if (wv and wr) or (pv and pr):
                 i += 1
+            if pending_reset is not None and i == pending_reset:
+                ctx.set(dut.wr.valid, 0)
+                ctx.set(dut.pkt.valid, 0)
+                ctx.set(cd.rst, 1)
+                await ctx.tick()
+                ctx.set(cd.rst, 0)
+                got.clear()
+                learns.clear()
+                pending_reset = None
+                continue
             if dv and dr:
                 got.append({f: int(getattr(dp, f)) for f in DECISION_FIELDS}
                            | {"meta": int(dp.meta), "out_dst_ip": int(dp.out_dst_ip)})
@@ -84,7 +104,7 @@ def _drive(dut, ops, n_exp, ready=None, learn_ready=None):
         for name in ("packets", "vip_hits", "conn_misses", "drops", "learn_drops"):
             counters[name] = ctx.get(getattr(dut.counters, name))
 
-    run_sim(dut, tb)
+    run_sim(top, tb)
     return got, learns, counters
 
 
@@ -120,6 +140,35 @@ def test_core_small_scenario(small_cfg, small_scenario, backpressure):
         "drops": sum(d.action == Action.DROP for d in exp),
         "learn_drops": 0,
     }
+
+
+def test_core_reset_with_ops_in_flight(small_cfg):
+    """A reset pulse while packets and (idempotent) table writes are in flight: nothing
+    of theirs comes out afterwards, the counters restart, and the scenario then run
+    gives exactly the model's decisions, learn events and counts (tables, which the
+    reset does not clear, were not disturbed by the flushed slots)."""
+    scen = build_scenario(small_cfg, connections=40, updates=2, seed=5)
+    load, _ = _ops(small_cfg, scen)
+    load = load[:len(load) - len(scen.ops)]  # the image loads only
+    run, exp = _ops(small_cfg, scen, load_images=False)
+    rng = random.Random(3)
+    pkt = next(o[1] for o in run if o[0] == "P")
+    burst = []
+    for k in range(60):  # packets to no VIP, and image words written again unchanged
+        if k % 4 == 3:
+            burst.append(rng.choice(load))
+        else:
+            burst.append(("P", dataclasses.replace(pkt, dst_ip=0x7F000001, dst_port=k),
+                          10_000 + k))
+    ops = load + burst + run
+    dut = L4LBCore(small_cfg)
+    got, learns, counters = _drive(dut, ops, len(exp), reset_after=len(load) + len(burst))
+    _check(got, exp, run)
+    pk = {o[2]: o[1] for o in run if o[0] == "P"}
+    assert learns == [(pk[n].src_ip, pk[n].src_port, d.vip_id, d.version)
+                      for n, d in enumerate(exp) if d.learn]
+    assert counters["packets"] == len(exp)
+    assert counters["vip_hits"] == sum(d.action != Action.FORWARD for d in exp)
 
 
 def test_core_hash_stages_and_full_key(small_scenario):

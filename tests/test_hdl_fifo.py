@@ -13,10 +13,12 @@ from .hdl_simutil import run_sim
 
 
 @pytest.mark.parametrize("depth", [3, 4, 5, 17, 33])
-def test_stream_fifo_random_traffic(depth):
-    """Random writes and reads: every word comes out once, in order; ``w.ready`` is low
-    exactly when the queue holds ``capacity`` words; ``r.valid`` matches the model."""
-    dut = StreamFifo(9, depth)
+@pytest.mark.parametrize("checked", [True, False])
+def test_stream_fifo_random_traffic(depth, checked):
+    """Random writes and reads: every word comes out once, in order; ``w.ready`` is high
+    whenever fewer than ``capacity`` words are outstanding and falls when the queue
+    fills. An unchecked queue's writer only writes while ``w.ready``."""
+    dut = StreamFifo(9, depth, checked=checked)
     assert dut.capacity >= depth
     rng = random.Random(depth)
     model: deque[int] = deque()
@@ -32,6 +34,8 @@ def test_stream_fifo_random_traffic(depth):
             phase = (cycle // 300) % 3  # fill-heavy, drain-heavy, balanced
             wv = rng.random() < (0.9, 0.2, 0.5)[phase]
             rr = rng.random() < (0.2, 0.9, 0.5)[phase]
+            if not checked:
+                wv = wv and ctx.get(dut.w.ready)
             ctx.set(dut.w.valid, wv)
             ctx.set(dut.w.payload, nxt)
             ctx.set(dut.r.ready, rr)

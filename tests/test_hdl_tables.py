@@ -244,7 +244,7 @@ def test_maglev_lookup_order(geo_kw):
             w = {"slot_map": (rng.getrandbits(1) << geo.slot_bits)
                  | rng.randrange(geo.pool_slots),
                  "maglev": rng.randrange(geo.dip_capacity), "dip": rng.getrandbits(48)}[name]
-            cyc += [(dut.w_en, 1), (dut.w_mem, MAGLEV_MEMS[name]), (dut.w_addr, a),
+            cyc += [(dut.w_en, 1 << MAGLEV_MEMS[name]), (dut.w_addr, a),
                     (dut.w_data, w)]
             pending = (name, a, w)
         else:
