@@ -119,7 +119,7 @@ class ConnTable(wiring.Component):
         # c + RAM_LATENCY: the digest compared two bits at a time (one LUT4 each),
         # registered; c + RAM_LATENCY + 1: those AND-ed with the valid bit, registered
         D = g.digest_bits
-        match = Signal(g.stages)
+        match = Signal(g.stages, reset_less=True)
         version = [Signal(g.version_bits, name=f"version{i}_c", reset_less=True)
                    for i in range(g.stages)]
         for i, w in enumerate(words):
@@ -129,11 +129,16 @@ class ConnTable(wiring.Component):
                                                  for b in range(0, D, 2)])),
                          version_p.eq(w.version)]
             m.d.sync += [match[i].eq(pairs.all()), version[i].eq(version_p)]
-        # c + RAM_LATENCY + 2: priority, the lowest matching stage wins (If/Elif from 0)
-        m.d.sync += [self.hit.eq(0), self.stage.eq(0), self.version.eq(0)]
+        # c + RAM_LATENCY + 2: priority, the lowest matching stage wins (If/Elif from 0),
+        # into reset-less registers (the user qualifies them with its own valid bit)
+        hit = Signal(reset_less=True)
+        stage = Signal.like(self.stage, reset_less=True)
+        version_q = Signal.like(self.version, reset_less=True)
+        m.d.comb += [self.hit.eq(hit), self.stage.eq(stage), self.version.eq(version_q)]
+        m.d.sync += [hit.eq(0), stage.eq(0), version_q.eq(0)]
         with m.If(match[0]):
-            m.d.sync += [self.hit.eq(1), self.stage.eq(0), self.version.eq(version[0])]
+            m.d.sync += [hit.eq(1), stage.eq(0), version_q.eq(version[0])]
         for i in range(1, g.stages):
             with m.Elif(match[i]):
-                m.d.sync += [self.hit.eq(1), self.stage.eq(i), self.version.eq(version[i])]
+                m.d.sync += [hit.eq(1), stage.eq(i), version_q.eq(version[i])]
         return m

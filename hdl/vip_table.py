@@ -125,7 +125,7 @@ class VipTable(wiring.Component):
             m.d.sync += grp.eq(Cat(*[eq[b:b + 4].all() for b in range(0, len(eq), 4)]))
             groups.append(grp)
         # c + 2: whole-entry match, registered
-        match = Signal(n)
+        match = Signal(n, reset_less=True)
         m.d.sync += match.eq(Cat(*[grp.all() for grp in groups]))
         hit = Signal()
         vip_id = Signal(self._geo.vip_bits)
@@ -134,7 +134,12 @@ class VipTable(wiring.Component):
             with m.If(match[k]):
                 m.d.comb += vip_id.eq(k)
         m.d.comb += hit.eq(match.any())
-        m.d.sync += [self.hit.eq(hit), self.vip_id.eq(vip_id)]
+        # reset-less result registers (the user qualifies them with its own valid bit):
+        # a reset would be merged into their logic through the flip-flops' LSR pins
+        hit_q = Signal(reset_less=True)
+        vip_id_q = Signal.like(vip_id, reset_less=True)
+        m.d.sync += [hit_q.eq(hit), vip_id_q.eq(vip_id)]
+        m.d.comb += [self.hit.eq(hit_q), self.vip_id.eq(vip_id_q)]
         return m
 
 
@@ -214,7 +219,7 @@ class VipState(wiring.Component):
                 with m.Default():
                     m.d.sync += gq.eq(0)
             groups.append(gq)
-        q = Signal(self._layout)
+        q = Signal(self._layout, reset_less=True)
         if len(self.vip_id) <= 2:  # one group (a zero-width switch is avoided)
             m.d.sync += q.eq(groups[0])
         else:
