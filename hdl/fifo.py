@@ -109,11 +109,10 @@ class StreamFifo(wiring.Component):
         # and registered one-hot per buffer (`ld`), so each buffer's load enable (a
         # fan-out of `width`) comes straight from a flip-flop.
         ld = Signal(2)
-        load = Signal()
+        load = Signal()  # = ld.any(), a flip-flop of its own for the occupancy update
         m.d.comb += [
             self.w.ready.eq(~full),
             do_write.eq(self.w.valid & ~full if self._checked else self.w.valid),
-            load.eq(ld.any()),
             self.r.valid.eq(Mux(rsel, v[1], v[0])),
             self.r.payload.eq(Mux(rsel, buf[1], buf[0])),
             pop.eq(self.r.valid & self.r.ready),
@@ -128,7 +127,8 @@ class StreamFifo(wiring.Component):
         for k in range(2):
             m.d.comb += v_next[k].eq((v[k] | (load & (wsel == k))) & ~(pop & (rsel == k)))
         load_next = nonempty_next & ~Mux(wsel_next, v_next[1], v_next[0])
-        m.d.sync += [ld[0].eq(load_next & ~wsel_next), ld[1].eq(load_next & wsel_next)]
+        m.d.sync += [ld[0].eq(load_next & ~wsel_next), ld[1].eq(load_next & wsel_next),
+                     load.eq(load_next)]
 
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")

@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [row(d) for d in reports],
         "hash_stage_sweep": [dict(row(d), critical_path=d.get("critical_path"))
                              for d in sweep],
-        "seed_sweep": {"target": "ecp5-85k", "config": "default", "hash_stages": 1,
+        "seed_sweep": {"target": "ecp5-85k", "config": "default", "hash_stages": H,
                        "runs": seeds},
         "reports": reports + [d for d in sweep if d not in reports],
         "seconds": time.perf_counter() - t0,
