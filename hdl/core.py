@@ -68,7 +68,7 @@ from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
 from .conntable import ConnTable
-from .fifo import BlockRamFifo, StreamFifo
+from .fifo import BlockRamFifo, StreamFifo, up_down_thermometer
 from .hash_unit import HashUnit
 from .layouts import (
     counters_layout,
@@ -137,8 +137,7 @@ class L4LBCore(wiring.Component):
     counters : ``Out(counters_layout(counter_width))``
         ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
         ``drops`` (action DROP) and ``learn_drops``; they count decisions one cycle after
-        they retire (enter the decision FIFO; ``learn_drops`` two cycles after) and wrap
-        around.
+        they retire (enter the decision FIFO) and wrap around.
 
     Raises
     ------
@@ -322,10 +321,10 @@ class L4LBCore(wiring.Component):
         # packets accepted and not yet taken from `dec`, counted from registered events
         # (so it is one cycle late); `credit` says it was at most cap - 3 two cycles ago,
         # so at most cap packets are outstanding after this cycle's acceptance
-        inflight = Signal(range(cap + 1))
         credit = Signal()
         take_q = Signal()
         dec_take_q = Signal()
+        inflight = up_down_thermometer(m, cap, take_q, dec_take_q, "inflight")
         take_wr = Signal()
         take_pkt = Signal()
         dec_take = Signal()
@@ -336,8 +335,7 @@ class L4LBCore(wiring.Component):
             dec_take.eq(self.dec.valid & self.dec.ready),
         ]
         m.d.sync += [take_q.eq(take_pkt), dec_take_q.eq(dec_take),
-                     inflight.eq(inflight + take_q - dec_take_q),
-                     credit.eq(inflight < cap - 2)]
+                     credit.eq(~inflight[cap - 3])]  # inflight < cap - 2
 
         # ---- input arbitration: writes first ---------------------------------------
         m.d.comb += [
@@ -502,11 +500,16 @@ class L4LBCore(wiring.Component):
         m.d.comb += [dfifo.w.valid.eq(retire), dfifo.w.payload.eq(dec_q)]
 
         # ---- learn events: pushed one cycle after the decision retires ------------------
-        fifo = StreamFifo(learn_layout(g).size, max(3, self._learn_fifo_depth))
+        # Whether an event fits is decided when it retires, from the FIFO's w_ready_next,
+        # so the FIFO's write enable is the flip-flop `push` (no full check behind it).
+        fifo = StreamFifo(learn_layout(g).size, max(3, self._learn_fifo_depth), checked=False)
         m.submodules.learn_fifo = fifo
         push = Signal()
+        learn_drop = Signal()
         event_qq = Signal.like(event, reset_less=True)
-        m.d.sync += [push.eq(retire & dec_q.learn), event_qq.eq(event_q)]
+        m.d.sync += [push.eq(retire & dec_q.learn & fifo.w_ready_next),
+                     learn_drop.eq(retire & dec_q.learn & ~fifo.w_ready_next),
+                     event_qq.eq(event_q)]
         m.d.comb += [
             fifo.w.payload.eq(event_qq),
             fifo.w.valid.eq(push),
@@ -532,8 +535,6 @@ class L4LBCore(wiring.Component):
             m.d.sync += inc.eq(cond)
             with m.If(inc):
                 m.d.sync += c[name].eq(c[name] + 1)
-        inc_learn_drops = Signal()  # the push of this cycle finds the FIFO full
-        m.d.sync += inc_learn_drops.eq(push & ~fifo.w.ready)
-        with m.If(inc_learn_drops):
+        with m.If(learn_drop):
             m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
         return m

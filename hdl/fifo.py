@@ -16,9 +16,23 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["StreamFifo", "BlockRamFifo"]
+__all__ = ["StreamFifo", "BlockRamFifo", "up_down_thermometer"]
 
 _STREAM_FIFO_LATENCY = 2
+
+
+def up_down_thermometer(m: Module, n: int, up, down, name: str) -> Signal:
+    """A count ``0..n`` kept as a thermometer code ``t`` (``t[k]`` = "count > k"), one up
+    on ``up``, one down on ``down``, unchanged on both. Each bit depends only on its two
+    neighbours and the two events, so "count < K" is the single flip-flop ``~t[K - 1]``
+    and no adder or comparator is needed (a 6-bit counter with a compare spent 4.9 ns
+    on ECP5)."""
+    t = Signal(n, name=name)
+    with m.If(up & ~down):
+        m.d.sync += t.eq(Cat(Const(1, 1), t[:n - 1]))
+    with m.Elif(down & ~up):
+        m.d.sync += t.eq(Cat(t[1:], Const(0, 1)))
+    return t
 
 
 class StreamFifo(wiring.Component):
@@ -52,6 +66,10 @@ class StreamFifo(wiring.Component):
         Write side.
     r : ``Out(stream.Signature(width))``
         Read side.
+    w_ready_next : ``Out(1)``
+        What ``w.ready`` will be in the next cycle, given this cycle's transfers: a writer
+        can decide now, into a register, whether its next word fits (the core's learn
+        events).
     """
 
     def __init__(self, width: int, depth: int, *, checked: bool = True):
@@ -65,6 +83,7 @@ class StreamFifo(wiring.Component):
         super().__init__({
             "w": In(stream.Signature(width)),
             "r": Out(stream.Signature(width)),
+            "w_ready_next": Out(1),
         })
 
     @staticmethod
@@ -147,6 +166,8 @@ class StreamFifo(wiring.Component):
         m.d.sync += v.eq(v_next)
 
         # the thermometer shifts up on a write alone, down on a refill alone
+        up, down = do_write & ~load, load & ~do_write
+        m.d.comb += self.w_ready_next.eq(~Mux(up, fill[n - 2], Mux(down, 0, full)))
         with m.If(do_write & ~load):
             m.d.sync += fill.eq(Cat(Const(1, 1), fill[:n - 1]))
         with m.Elif(load & ~do_write):
@@ -281,12 +302,11 @@ class BlockRamFifo(wiring.Component):
         # room in the output queue: words issued and not yet taken from `r`, two cycles
         # late, plus at most two more; issue only while that stays below the queue's
         # capacity, so the queue never refuses a word
-        pend = Signal(range(qcap + 1))
         pop_q = Signal()
         room = Signal()
+        pend = up_down_thermometer(m, qcap, i_q, pop_q, "pend")
         m.d.sync += [pop_q.eq(self.r.valid & self.r.ready),
-                     pend.eq(pend + i_q - pop_q),
-                     room.eq(pend < qcap - 2)]
+                     room.eq(~pend[qcap - 3])]  # pend < qcap - 2
         m.d.comb += issue.eq(readable & room)
         with m.If(issue):
             m.d.sync += rp.eq(rp + 1)
@@ -302,8 +322,8 @@ class BlockRamFifo(wiring.Component):
 
         # ---- write side's ready: the ring held at most n - 4 words three cycles ago, so
         # it holds at most n - 1 now and this write fits
-        count = Signal(range(n + 1))  # written and not yet issued up to two cycles ago
         wr_q = Signal()
-        m.d.sync += [wr_q.eq(do_write), count.eq(count + wr_q - i_q),
-                     ready.eq(count < n - 3)]
+        # written and not yet issued up to two cycles ago
+        count = up_down_thermometer(m, n, wr_q, i_q, "count")
+        m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4])]  # count < n - 3
         return m

@@ -843,6 +843,9 @@ def _yosys_script(t: Target, files: list[str], top: str) -> str:
         # keep the core a module of its own: the shim's registers must not be merged into
         # the core's memory ports (that would turn an asynchronous read into a BRAM one)
         f"setattr -mod -set keep_hierarchy 1 {top}",
+        # each hash role's XOR network stays a module of its own: flattened, abc shares
+        # XOR terms between roles and chains three LUTs where each level needs one
+        f"setattr -mod -set keep_hierarchy 1 {top}.core.hash.*",
         f"{synth} -top {SHIM_TOP} -run :{label}",
         # hdl.fifo.BlockRamFifo never uses a ring word read in the cycle it is written,
         # so such a collision may give any value: no bypass logic behind the block RAM

@@ -30,6 +30,7 @@ def test_stream_fifo_random_traffic(depth, checked):
     async def tb(ctx):
         nonlocal lows
         nxt = 0
+        predicted = None
         for cycle in range(3000):
             phase = (cycle // 300) % 3  # fill-heavy, drain-heavy, balanced
             wv = rng.random() < (0.9, 0.2, 0.5)[phase]
@@ -40,6 +41,8 @@ def test_stream_fifo_random_traffic(depth, checked):
             ctx.set(dut.w.payload, nxt)
             ctx.set(dut.r.ready, rr)
             w_ready, r_valid = ctx.get(dut.w.ready), ctx.get(dut.r.valid)
+            # w_ready_next of the previous cycle foretold this cycle's w.ready
+            assert predicted is None or predicted == w_ready, cycle
             # high whenever fewer than `capacity` words are outstanding; it does fall
             # when the queue fills (the fill-heavy phases), and no word is lost then
             assert w_ready or len(model) >= dut.capacity, (cycle, len(model))
@@ -51,6 +54,7 @@ def test_stream_fifo_random_traffic(depth, checked):
                 sent.append(nxt)
                 model.append(nxt)
                 nxt = (nxt + 1) % 512
+            predicted = ctx.get(dut.w_ready_next)
             await ctx.tick()
         ctx.set(dut.w.valid, 0)
         ctx.set(dut.r.ready, 1)
