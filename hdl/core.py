@@ -6,6 +6,7 @@ block RAM is a :class:`~hdl.bram.PipelinedRam`: its address, write enable and wr
 data come straight from flip-flops and its data go through its output register and one
 more flip-flop before any logic (4 cycles)::
 
+    input         payloads and transfer flags registered as they are
     stage 0       VipTable compare, HashUnit key in                  | vip writes
     stage 4       VipTable result; VipState read                     | vip_state writes
     stage 6       VipState result
@@ -58,7 +59,7 @@ register) one cycle after the decision retires; when it is full the event is dro
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Module, Mux, ResetSignal, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,9 +97,28 @@ _TRANSIT_LAT = RAM_LATENCY         # TransitBits: block RAM
 _MAGLEV_LAT = 3 * RAM_LATENCY + 3  # MaglevLookup: input regs, 3 block RAMs, add, bank
 _FIFO_LAT = 8     # BlockRamFifo: write to r.valid
 #: Cycles from the hash result (stage R) to ``dec.valid``: conn, Bloom test, version
-#: resolution (1), Maglev, decision register (1), the accept register (1) and the
-#: output FIFO.
-_TAIL = _CONN_LAT + _TRANSIT_LAT + 1 + _MAGLEV_LAT + 1 + 1 + _FIFO_LAT
+#: resolution (1), Maglev, decision register (1), the input and accept registers (2)
+#: and the output FIFO.
+_TAIL = _CONN_LAT + _TRANSIT_LAT + 1 + _MAGLEV_LAT + 1 + 2 + _FIFO_LAT
+
+
+def _split_counter(m: Module, out, inc, name: str) -> None:
+    """``out`` counts the cycles with ``inc`` high, two cycles late, as two halves: the
+    carry from the low half is registered before the high half adds it, and the low
+    half is shown one cycle late to match, so the value read is always exact (a 48-bit
+    carry chain whose first flip-flop the placer put 2 ns away missed 200 MHz)."""
+    w = len(out)
+    h = w // 2
+    lo = Signal(h, name=f"{name}_lo")
+    lo_q = Signal(h, name=f"{name}_lo_q")
+    hi = Signal(w - h, name=f"{name}_hi")
+    carry = Signal(name=f"{name}_carry")
+    with m.If(inc):
+        m.d.sync += lo.eq(lo + 1)
+    m.d.sync += [carry.eq(inc & lo.all()), lo_q.eq(lo)]
+    with m.If(carry):
+        m.d.sync += hi.eq(hi + 1)
+    m.d.comb += out.eq(Cat(lo_q, hi))
 
 
 class L4LBCore(wiring.Component):
@@ -136,8 +156,8 @@ class L4LBCore(wiring.Component):
         Learn events.
     counters : ``Out(counters_layout(counter_width))``
         ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
-        ``drops`` (action DROP) and ``learn_drops``; they count decisions one cycle after
-        they retire (enter the decision FIFO) and wrap around.
+        ``drops`` (action DROP) and ``learn_drops``; they count decisions three cycles
+        after they retire (enter the decision FIFO) and wrap around.
 
     Raises
     ------
@@ -344,15 +364,23 @@ class L4LBCore(wiring.Component):
             take_wr.eq(self.wr.valid & self.wr.ready),
             take_pkt.eq(self.pkt.valid & self.pkt.ready),
         ]
-        m.d.sync += [st[0].valid.eq(take_wr | take_pkt), st[0].is_wr.eq(take_wr)]
-        with m.If(take_wr):
-            m.d.sync += st[0].op.wr.eq(self.wr.payload)
+        # The input register: both payloads are registered as they are (no enable, no
+        # multiplexer, so an input pin drives one flip-flop), with the two transfer flags;
+        # they are merged into the op of stage 0 in the next cycle.
+        take_wr_q = Signal()
+        take_pkt_q = Signal()
+        wr_q = Signal.like(self.wr.payload, reset_less=True)
+        pkt_q = Signal.like(self.pkt.payload, reset_less=True)
+        m.d.sync += [take_wr_q.eq(take_wr), take_pkt_q.eq(take_pkt),
+                     wr_q.eq(self.wr.payload), pkt_q.eq(self.pkt.payload)]
+        m.d.sync += [st[0].valid.eq(take_wr_q | take_pkt_q), st[0].is_wr.eq(take_wr_q)]
+        with m.If(take_wr_q):
+            m.d.sync += st[0].op.wr.eq(wr_q)
         with m.Else():
-            m.d.sync += st[0].op.pkt.eq(self.pkt.payload)
-        wp = self.wr.payload
+            m.d.sync += st[0].op.pkt.eq(pkt_q)
         for info in mm.values():
-            m.d.sync += st[0].wr_hit[info.id].eq(take_wr & (wp.mem == info.id)
-                                                 & (wp.addr < info.depth))
+            m.d.sync += st[0].wr_hit[info.id].eq(take_wr_q & (wr_q.mem == info.id)
+                                                 & (wr_q.addr < info.depth))
 
         # ---- stage 0: VIP CAM and hash input ---------------------------------------
         key0 = st[0].op.pkt.key
@@ -519,8 +547,8 @@ class L4LBCore(wiring.Component):
         ]
 
         # ---- counters ------------------------------------------------------------------
-        # Each increment is decided in the retire cycle and registered; the 48-bit
-        # adders then see only a flip-flop enable (one cycle after the retirement).
+        # Each increment is decided in the retire cycle and registered; the counters
+        # then see only a flip-flop enable (see _split_counter).
         c = self.counters
         vip_q = Signal()
         m.d.comb += vip_q.eq(dec_q.action != Action.FORWARD)
@@ -533,8 +561,6 @@ class L4LBCore(wiring.Component):
         for name, cond in incs.items():
             inc = Signal(name=f"inc_{name}")
             m.d.sync += inc.eq(cond)
-            with m.If(inc):
-                m.d.sync += c[name].eq(c[name] + 1)
-        with m.If(learn_drop):
-            m.d.sync += c.learn_drops.eq(c.learn_drops + 1)
+            _split_counter(m, c[name], inc, name)
+        _split_counter(m, c.learn_drops, learn_drop, "learn_drops")
         return m

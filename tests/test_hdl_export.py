@@ -32,7 +32,7 @@ def test_verilog_ports_and_description(cfg_name, request, tmp_path):
     want = port_widths(cfg) | {"clk": ("in", 1), "rst": ("in", 1)}
     assert ports == want
     info = json.loads((tmp_path / "l4lb_core.json").read_text())
-    assert info["latency"] == 40 and info["hash_stages"] == 3
+    assert info["latency"] == 41 and info["hash_stages"] == 3
     assert [m["name"] for m in info["memories"]] == [s.name for s in memory_specs(cfg.geometry)]
     assert [m["id"] for m in info["memories"]] == list(range(len(info["memories"])))
     assert info["ports"] == {n: {"dir": d, "width": w} for n, (d, w) in port_widths(cfg).items()}
@@ -72,7 +72,7 @@ def test_cli_rtl(tmp_path, capsys):
     rc = main(["rtl", str(EXAMPLES / "small.toml"), "-o", str(tmp_path / "rtl")])
     assert rc == 0
     assert (tmp_path / "rtl" / "l4lb_core.v").exists()
-    assert "latency 40 cycles" in capsys.readouterr().out
+    assert "latency 41 cycles" in capsys.readouterr().out
 
 
 def test_write_verilog_validates(tmp_path):
