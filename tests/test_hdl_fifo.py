@@ -12,6 +12,16 @@ from hdl.fifo import BlockRamFifo, StreamFifo
 from .hdl_simutil import run_sim
 
 
+async def _drain(ctx, dut, out: list[int], cycles: int) -> None:
+    """Stop writing, read every cycle for ``cycles`` cycles, append what comes out."""
+    ctx.set(dut.w.valid, 0)
+    ctx.set(dut.r.ready, 1)
+    for _ in range(cycles):
+        if ctx.get(dut.r.valid):
+            out.append(ctx.get(dut.r.payload))
+        await ctx.tick()
+
+
 @pytest.mark.parametrize("depth", [3, 4, 5, 17, 33])
 @pytest.mark.parametrize("checked", [True, False])
 def test_stream_fifo_random_traffic(depth, checked):
@@ -56,12 +66,7 @@ def test_stream_fifo_random_traffic(depth, checked):
                 nxt = (nxt + 1) % 512
             predicted = ctx.get(dut.w_ready_next)
             await ctx.tick()
-        ctx.set(dut.w.valid, 0)
-        ctx.set(dut.r.ready, 1)
-        for _ in range(dut.capacity + 4):
-            if ctx.get(dut.r.valid):
-                out.append(ctx.get(dut.r.payload))
-            await ctx.tick()
+        await _drain(ctx, dut, out, dut.capacity + 4)
 
     run_sim(dut, tb)
     assert len(sent) > 700
@@ -123,12 +128,7 @@ def test_block_ram_fifo_random_traffic(depth):
             if ctx.get(dut.r.valid) and rr:
                 out.append(ctx.get(dut.r.payload))
             await ctx.tick()
-        ctx.set(dut.w.valid, 0)
-        ctx.set(dut.r.ready, 1)
-        for _ in range(dut.capacity + 40):
-            if ctx.get(dut.r.valid):
-                out.append(ctx.get(dut.r.payload))
-            await ctx.tick()
+        await _drain(ctx, dut, out, dut.capacity + 40)
 
     run_sim(dut, tb)
     assert len(sent) > 600
