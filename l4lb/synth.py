@@ -27,24 +27,34 @@ paths: its own paths are register to register through at most one LUT. The core 
 kept a separate module during synthesis (``keep_hierarchy``), so that the shim's
 registers cannot be absorbed into the core's memory ports (which would let an
 asynchronous-read memory pass as block RAM). The shim's cost is included in the totals
-and given separately (``shim`` in the report: one flip-flop per core input bit, about
-1.33 flip-flops and 0.33 LUTs per core output bit). ``rst`` goes through one register.
+and given separately (``shim`` in the report: two flip-flops per core input bit -- the
+shift register and a parallel register in front of the core --, about 1.33 flip-flops
+and 0.33 LUTs per core output bit). ``rst`` goes through one register.
 The pins are left to the placer (``--lpf-allow-unconstrained`` /
 ``--pcf-allow-unconstrained``).
 
-**Clock.** Place and route is timing driven with ``--freq`` (the target's default or
-``clock_mhz``) and ``--timing-allow-fail``: Fmax is what nextpnr's static timing
-analysis reports for ``clk`` after routing (``fmax.achieved`` in the ``--report`` JSON),
-whether or not it meets the request; the report says which, and names the critical
-path. The placer seed is fixed (``seed=1``) for reproducible numbers; other seeds move
-Fmax by several per cent (:func:`place_and_route` re-runs nextpnr on the same netlist
-with another seed; ``scripts/synth_report.py`` records the spread in docs/synth.md).
+**Clock.** Place and route is timing driven with ``--freq`` (the target's default: 200
+MHz for ECP5, 48 MHz for iCE40; or ``clock_mhz``) and ``--timing-allow-fail``: Fmax is
+what nextpnr's static timing analysis reports for ``clk`` after routing
+(``fmax.achieved`` in the ``--report`` JSON), whether or not it meets the request; the
+report says which, and names the critical path. The placer seed is fixed (``seed=1``)
+for reproducible numbers; other seeds move Fmax by several per cent
+(:func:`place_and_route` re-runs nextpnr on the same netlist with another seed;
+``scripts/synth_report.py`` records the spread in docs/synth.md).
 
 **Throughput.** The core accepts one packet per clock (``packets_per_cycle = 1``), so
 packets/s = Fmax. Gbit/s is given for minimum-size Ethernet frames *on the wire*: a 64-
 byte frame (FCS included) plus 8 bytes of preamble/SFD and 12 bytes of inter-frame gap
 is 84 bytes = 672 bits per packet, so Gbit/s = Mpps x 672 / 1000 (100 GbE carries
 148.8 Mpps of such frames).
+
+**ECP5 specifics.** Between yosys and nextpnr the register after each block RAM's read
+data is moved into the block RAM (``REGMODE = "OUTREG"``,
+:mod:`l4lb.bram_outreg`); every data-path memory (``DATAPATH_ROLES``) is marked for
+block RAM and the FIFO storages for LUT RAM; the decision FIFO's ring is declared to
+have don't-care read/write collisions (``RD_COLLISION_X_MASK``, see
+:class:`hdl.fifo.BlockRamFifo`); and each hash network is kept a module of its own, so
+abc cannot chain XOR terms shared between hash roles.
 
 **Memories must be block RAM.** Before synthesis the flow lists the core's memories
 (``reg [w] name [depth]`` in the Verilog) and classifies them by name and by the shapes
