@@ -73,7 +73,9 @@ def test_parse_ports_and_shim():
         ("q", "output", 23)]
     text, info = make_shim(ports, "l4lb_core")
     assert info.in_bits == 15 and info.out_bits == 23 and info.pins == 11
-    assert ".\\b.c (sr[14:12])" in text and ".a(sr[11:0])" in text
+    # each core input comes from the parallel register in front of the shift register
+    assert ".\\b.c (in_q[14:12])" in text and ".a(in_q[11:0])" in text
+    assert "in_q <= sr;" in text
     assert ".rst(rst_q)" in text and ".q(q[22:0])" in text
     # 23 output bits -> 8 pins in one XOR level; every output bit reaches a pin
     xor_lines = [ln for ln in text.splitlines() if ln.strip().startswith("x1[")]
