@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 from rtl_env import WAIVERS, verilator_lint
 
+from hdl.core import DEFAULT_HASH_STAGES
 from hdl.export import write_verilog
 from model.config import load_config
 
 _HERE = Path(__file__).resolve().parent
 CASES = {
-    "default": (_HERE.parent / "examples" / "default.toml", 1),
+    "default": (_HERE.parent / "examples" / "default.toml", DEFAULT_HASH_STAGES),
     "small": (_HERE.parent / "examples" / "small.toml", 1),
     "fullkey-hash3": (_HERE / "configs" / "fullkey.toml", 3),
 }
