@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PipelinedRam", "RAM_LATENCY"]
+__all__ = ["PipelinedRam", "RAM_LATENCY", "check_size", "check_images"]
 
 #: Cycles from an access to its word: input registers, block-RAM read, output register,
 #: fabric register.
@@ -28,6 +28,28 @@ RAM_LATENCY = 4
 
 #: Widest column of a shallow (<= 512 words) memory, see :meth:`PipelinedRam.elaborate`.
 _COLUMN = 18
+
+
+def check_size(name: str, value, least: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``least``."""
+    if not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer of at least {least}, not {value!r}")
+
+
+def check_images(init: Sequence[Sequence[int]] | None, count: int, depth: int, kind: str
+                 ) -> list[list[int]] | None:
+    """``init`` as lists, checked to hold ``count`` images of at most ``depth`` words
+    (the power-on contents of ``count`` memories of one ``kind``), or ``None``."""
+    if init is None:
+        return None
+    init = [list(x) for x in init]
+    if len(init) != count:
+        raise ValueError(f"init must hold {count} {kind} images, not {len(init)}")
+    for i, img in enumerate(init):
+        if len(img) > depth:
+            raise ValueError(f"init[{i}] has {len(img)} words, more than the {depth} of "
+                             f"a {kind} memory")
+    return init
 
 
 class PipelinedRam(wiring.Component):
@@ -58,10 +80,8 @@ class PipelinedRam(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int, init: Sequence[int] = ()):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive integer, not {depth!r}")
+        check_size("width", width, 1)
+        check_size("depth", depth, 1)
         init = [int(x) for x in init]
         if len(init) > depth:
             raise ValueError(f"init has {len(init)} words, more than the depth {depth}")

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Geometry
 
-from .bram import RAM_LATENCY, PipelinedRam
+from .bram import RAM_LATENCY, PipelinedRam, check_images
 from .layouts import stage_bits
 
 __all__ = ["ConnTable", "conn_word_layout"]
@@ -71,16 +71,8 @@ class ConnTable(wiring.Component):
     def __init__(self, geo: Geometry, init: Sequence[Sequence[int]] | None = None):
         if not isinstance(geo, Geometry):
             raise TypeError(f"geo must be a model.config.Geometry, not {geo!r}")
-        if init is not None:
-            init = [list(x) for x in init]
-            if len(init) != geo.stages:
-                raise ValueError(f"init must hold {geo.stages} stage images, not {len(init)}")
-            for i, img in enumerate(init):
-                if len(img) > geo.slots:
-                    raise ValueError(f"init[{i}] has {len(img)} words, more than the "
-                                     f"{geo.slots} of a stage")
         self._geo = geo
-        self._init = init
+        self._init = check_images(init, geo.stages, geo.slots, "stage")
         super().__init__({
             "index": In(data.ArrayLayout(geo.log2_slots, geo.stages)),
             "digest": In(geo.digest_bits),

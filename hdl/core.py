@@ -535,8 +535,9 @@ class L4LBCore(wiring.Component):
         push = Signal()
         learn_drop = Signal()
         event_qq = Signal.like(event, reset_less=True)
-        m.d.sync += [push.eq(retire & dec_q.learn & fifo.w_ready_next),
-                     learn_drop.eq(retire & dec_q.learn & ~fifo.w_ready_next),
+        event_due = retire & dec_q.learn
+        m.d.sync += [push.eq(event_due & fifo.w_ready_next),
+                     learn_drop.eq(event_due & ~fifo.w_ready_next),
                      event_qq.eq(event_q)]
         m.d.comb += [
             fifo.w.payload.eq(event_qq),

@@ -16,6 +16,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .bram import check_size
+
 __all__ = ["StreamFifo", "BlockRamFifo", "up_down_thermometer"]
 
 _STREAM_FIFO_LATENCY = 2
@@ -73,11 +75,10 @@ class StreamFifo(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int, *, checked: bool = True):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or depth < 3:
-            raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
+        check_size("width", width, 1)
+        check_size("depth", depth, 3)
         self._width = width
+        self._depth = depth
         self._checked = bool(checked)
         self._abits = (depth - 2).bit_length()
         super().__init__({
@@ -96,7 +97,7 @@ class StreamFifo(wiring.Component):
         """Words a writer may keep outstanding (written, not yet read) and always find
         ``w.ready`` high: the storage (a power of two) plus one. The queue may hold one
         more word (the storage and both output registers full)."""
-        return (1 << self._abits) + 1
+        return self.capacity_for(self._depth)
 
     @property
     def latency(self) -> int:
@@ -110,8 +111,10 @@ class StreamFifo(wiring.Component):
         m.submodules.storage = mem
         wp = Signal(self._abits)
         rp = Signal(self._abits)
+        do_write = Signal()
+        load = Signal()  # = ld.any(), a flip-flop of its own for the occupancy update
         # occupancy of the storage: fill[i] = "more than i words stored"
-        fill = Signal(n)
+        fill = up_down_thermometer(m, n, do_write, load, "fill")
         full, nonempty = fill[n - 1], fill[0]
 
         # the output pair: buf[k] holds a word while v[k]; r shows buf[rsel], the
@@ -121,14 +124,12 @@ class StreamFifo(wiring.Component):
         rsel = Signal()
         wsel = Signal()
 
-        do_write = Signal()
         pop = Signal()
         # The refill "storage -> buf[wsel]" happens when the storage is not empty and
         # buf[wsel] is. That condition is computed a cycle ahead, from the next state,
         # and registered one-hot per buffer (`ld`), so each buffer's load enable (a
         # fan-out of `width`) comes straight from a flip-flop.
         ld = Signal(2)
-        load = Signal()  # = ld.any(), a flip-flop of its own for the occupancy update
         m.d.comb += [
             self.w.ready.eq(~full),
             do_write.eq(self.w.valid & ~full if self._checked else self.w.valid),
@@ -165,13 +166,9 @@ class StreamFifo(wiring.Component):
         # a buffer is refilled only while empty and read only while full: never both
         m.d.sync += v.eq(v_next)
 
-        # the thermometer shifts up on a write alone, down on a refill alone
+        # `fill` shifts up on a write alone, down on a refill alone
         up, down = do_write & ~load, load & ~do_write
         m.d.comb += self.w_ready_next.eq(~Mux(up, fill[n - 2], Mux(down, 0, full)))
-        with m.If(do_write & ~load):
-            m.d.sync += fill.eq(Cat(Const(1, 1), fill[:n - 1]))
-        with m.Elif(load & ~do_write):
-            m.d.sync += fill.eq(Cat(fill[1:], Const(0, 1)))
         return m
 
 
@@ -221,11 +218,10 @@ class BlockRamFifo(wiring.Component):
     _QUEUE = 16
 
     def __init__(self, width: int, depth: int):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be a positive integer, not {width!r}")
-        if not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
+        check_size("width", width, 1)
+        check_size("depth", depth, 2)
         self._width = width
+        self._depth = depth
         self._abits = (depth + 3).bit_length()  # ring of 2**abits >= depth + 4 words
         super().__init__({
             "w": In(stream.Signature(width)),
@@ -240,7 +236,7 @@ class BlockRamFifo(wiring.Component):
     @property
     def capacity(self) -> int:
         """Words that may be outstanding with ``w.ready`` guaranteed high (see above)."""
-        return (1 << self._abits) - 4
+        return self.capacity_for(self._depth)
 
     @property
     def latency(self) -> int:
@@ -292,11 +288,7 @@ class BlockRamFifo(wiring.Component):
         m.d.sync += [settle.eq(w_en_q), s_q.eq(settle), i_q.eq(issue)]
         # avail: readable words not yet issued, one cycle late (it counts the events up
         # to two cycles ago), as a thermometer: avail[k] = "more than k words"
-        avail = Signal(n + 1)
-        with m.If(s_q & ~i_q):
-            m.d.sync += avail.eq(Cat(Const(1, 1), avail[:n]))
-        with m.Elif(i_q & ~s_q):
-            m.d.sync += avail.eq(Cat(avail[1:], Const(0, 1)))
+        avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
         # readable now = avail + s_q - i_q >= 1
         readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
         # room in the output queue: words issued and not yet taken from `r`, two cycles

@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Geometry
 
-from .bram import RAM_LATENCY, PipelinedRam
+from .bram import RAM_LATENCY, PipelinedRam, check_images
 
 __all__ = ["TransitBits"]
 
@@ -57,17 +57,8 @@ class TransitBits(wiring.Component):
     def __init__(self, geo: Geometry, init: Sequence[Sequence[int]] | None = None):
         if not isinstance(geo, Geometry):
             raise TypeError(f"geo must be a model.config.Geometry, not {geo!r}")
-        if init is not None:
-            init = [list(x) for x in init]
-            if len(init) != geo.transit_hashes:
-                raise ValueError(f"init must hold {geo.transit_hashes} images, "
-                                 f"not {len(init)}")
-            for j, img in enumerate(init):
-                if len(img) > geo.transit_bits:
-                    raise ValueError(f"init[{j}] has {len(img)} bits, more than "
-                                     f"{geo.transit_bits}")
         self._geo = geo
-        self._init = init
+        self._init = check_images(init, geo.transit_hashes, geo.transit_bits, "Bloom")
         t, n = geo.transit_log2_bits, geo.transit_hashes
         super().__init__({
             "index": In(data.ArrayLayout(t, n)),
