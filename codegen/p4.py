@@ -457,7 +457,8 @@ _DECLARATIONS = [
     re.compile(r"^\s*const\s+[\w<>]+\s+(\w+)\s*=", re.M),
     re.compile(r"^\s*typedef\s+[^;]+?\s(\w+)\s*;", re.M),
     re.compile(r"^\s*(?:header|struct)\s+(\w+)\s*\{", re.M),
-    re.compile(r"^\s*function\s+[\w<>]+\s+(\w+)\s*\(", re.M),
+    # functions (P4-16: "<return type> name(<in/out parameters>) {", no keyword)
+    re.compile(r"^(?:bool|void|bit<\w+>|int<\w+>|\w+_t)\s+(\w+)\s*\((?:in|out|inout)\s", re.M),
     re.compile(r"^\s*action\s+(\w+)\s*\(", re.M),
     re.compile(r"^\s*table\s+(\w+)\s*\{", re.M),
     # extern instances: register<..>(..) x;  Register<..>(..) x;  counter(..) x;  ...
@@ -468,6 +469,11 @@ _DECLARATIONS = [
 ]
 
 _PAIRS = {")": "(", "]": "[", "}": "{"}
+
+#: Words that open a line in other languages but are no P4-16 syntax (p4c stops there).
+_NOT_P4_16 = (
+    ("function", "P4-16 has no 'function' keyword: declare '<type> name(...) { ... }'"),
+)
 
 
 def _strip_comments(text: str) -> str:
@@ -497,6 +503,10 @@ def lint_p4(text: str) -> list[str]:
         problems.append(f"line {text[:text.index(chr(10) * 3)].count(chr(10)) + 2}: "
                         f"two blank lines in a row")
     code = _strip_comments(text)
+    for n, line in enumerate(code.splitlines(), 1):
+        for word, why in _NOT_P4_16:
+            if re.search(rf"^\s*{word}\b", line):
+                problems.append(f"line {n}: {why}")
     stack: list[tuple[str, int]] = []
     for n, line in enumerate(code.splitlines(), 1):
         for ch in line:

@@ -254,7 +254,7 @@ struct conn_event_t {
 }
 
 // model.conntable.lookup_words: a word matches when it is valid and holds the digest.
-function bool conn_match(in conn_word_t word, in conn_digest_t want) {
+bool conn_match(in conn_word_t word, in conn_digest_t want) {
     return word[CONN_VALID_BIT:CONN_VALID_BIT] == 1 && word[CONN_DIGEST_HI:0] == want;
 }
 

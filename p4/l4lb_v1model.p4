@@ -240,7 +240,7 @@ struct conn_event_t {
 }
 
 // model.conntable.lookup_words: a word matches when it is valid and holds the digest.
-function bool conn_match(in conn_word_t word, in conn_digest_t want) {
+bool conn_match(in conn_word_t word, in conn_digest_t want) {
     return word[CONN_VALID_BIT:CONN_VALID_BIT] == 1 && word[CONN_DIGEST_HI:0] == want;
 }
 
@@ -266,8 +266,8 @@ struct metadata_t {
 
 // RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), over the 16-bit words that the rewrite
 // changes: the destination address (TCP/UDP pseudo-header) and the destination port.
-function bit<16> csum16_replace(in bit<16> csum, in bit<32> old_ip, in bit<16> old_port,
-                                in bit<32> new_ip, in bit<16> new_port) {
+bit<16> csum16_replace(in bit<16> csum, in bit<32> old_ip, in bit<16> old_port,
+                       in bit<32> new_ip, in bit<16> new_port) {
     bit<32> sum = (bit<32>)(~csum)
                 + (bit<32>)(~old_ip[31:16]) + (bit<32>)(~old_ip[15:0]) + (bit<32>)(~old_port)
                 + (bit<32>)new_ip[31:16] + (bit<32>)new_ip[15:0] + (bit<32>)new_port;

@@ -453,6 +453,10 @@ def test_lint_catches_template_mistakes():
     assert any("'forgotten'" in p for p in lint_p4(unused_action))
     assert any("characters" in p for p in lint_p4(text.replace("// every frame", "/" * 120)))
     assert any("two blank lines" in p for p in lint_p4(text.replace("\n\n", "\n\n\n", 1)))
+    keyword = text.replace("\nbool conn_match(", "\nfunction bool conn_match(")
+    assert any("no 'function' keyword" in p for p in lint_p4(keyword))
+    unused_function = text.replace("\nbool conn_match(", "\nbool conn_match_unused(")
+    assert any("'conn_match_unused' is declared" in p for p in lint_p4(unused_function))
 
 
 # ---- external tools (not installable from PyPI: run when on PATH) ---------------------
