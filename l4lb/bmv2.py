@@ -1,0 +1,336 @@
+"""BMv2 ``simple_switch`` driven from Python: compile the v1model program with p4c, start
+the switch on a veth pair, load and change its tables over the switch's Thrift runtime,
+and replay a model scenario (vectors) through it, comparing every decision and frame.
+
+p4c and BMv2 are not on PyPI; users bring their own (docs/p4.md, "Compile and run").
+:func:`unavailable` says what is missing, so callers can skip with the reason.
+
+Why Thrift and not ``simple_switch_CLI``: the CLI is a Python process that parses the
+program's JSON on every start (about 50 ms), so one CLI call per batch of writes limits a
+replay to tens of packets per second. The Thrift ``standard`` service that the CLI uses
+underneath takes one RPC per write (tens of microseconds), with the table entry handle
+returned directly. The generated Thrift modules (``bm_runtime``) are installed by BMv2
+next to ``runtime_CLI.py``; :func:`import_bm_runtime` finds them through the interpreter
+that runs ``simple_switch_CLI`` when they are not importable as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codegen.p4 import INGRESS, TABLE_MEMORIES, Entry, TableAdd, entries, entry_for_word
+from model.config import Config
+
+__all__ = [
+    "Bmv2Error",
+    "unavailable",
+    "import_bm_runtime",
+    "compile_v1model",
+    "veth_pair",
+    "Switch",
+    "Runtime",
+    "TableLoader",
+]
+
+#: Tools a BMv2 run needs on PATH.
+TOOLS = ("p4c", "simple_switch", "simple_switch_CLI")
+
+
+class Bmv2Error(RuntimeError):
+    """A BMv2 step failed; the message says which and points at the log."""
+
+
+def _bm_runtime_dir() -> str | None:
+    """The directory holding BMv2's ``bm_runtime`` package, asked of the Python that runs
+    ``simple_switch_CLI`` (its shebang)."""
+    cli = shutil.which("simple_switch_CLI")
+    if cli is None:
+        return None
+    try:
+        first = Path(cli).read_bytes()[:200].split(b"\n", 1)[0].decode()
+    except OSError:
+        return None
+    interp = first[2:].strip().split() if first.startswith("#!") else []
+    if not interp:
+        return None
+    code = "import bm_runtime, os; print(os.path.dirname(os.path.dirname(bm_runtime.__file__)))"
+    try:
+        r = subprocess.run([*interp, "-c", code], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def import_bm_runtime():
+    """BMv2's generated Thrift client module ``bm_runtime.standard.Standard``."""
+    try:
+        from bm_runtime.standard import Standard  # type: ignore[import-not-found]
+        return Standard
+    except ImportError:
+        pass
+    where = _bm_runtime_dir()
+    if where is None:
+        raise Bmv2Error("BMv2's Python runtime (bm_runtime) is not importable and no "
+                        "simple_switch_CLI on PATH says where it is")
+    if where not in sys.path:
+        sys.path.append(where)
+    from bm_runtime.standard import Standard  # type: ignore[import-not-found]
+    return Standard
+
+
+def unavailable(need_root: bool = True) -> str | None:
+    """Why a BMv2 run cannot happen here, or None when it can."""
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"{', '.join(missing)} not on PATH (p4c and BMv2 are not on PyPI)"
+    if need_root and (os.geteuid() != 0 or shutil.which("ip") is None):
+        return "a BMv2 packet run needs root and iproute2 to create a veth pair"
+    try:
+        import thrift  # noqa: F401
+    except ImportError:
+        return "the Python package thrift is not installed (pip install -e '.[dev]')"
+    try:
+        import_bm_runtime()
+    except (Bmv2Error, ImportError) as e:
+        return str(e)
+    return None
+
+
+def compile_v1model(src: str | Path, outdir: str | Path) -> Path:
+    """``p4c --target bmv2 --arch v1model``; returns the JSON path. Compiler output is
+    kept in ``outdir/p4c.log``."""
+    src, out = Path(src), Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["p4c", "--target", "bmv2", "--arch", "v1model", "-o", str(out),
+                        str(src)], capture_output=True, text=True, timeout=900)
+    (out / "p4c.log").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        raise Bmv2Error(f"p4c failed on {src} (exit {r.returncode}):\n{r.stdout}{r.stderr}")
+    return out / f"{src.stem}.json"
+
+
+@contextlib.contextmanager
+def veth_pair(tag: str) -> Iterator[tuple[str, str]]:
+    """A fresh veth pair ``(switch side, host side)``, up, IPv6 off (no kernel chatter);
+    deleted on exit, also on failure."""
+    sw_if, host_if = f"{tag}s", f"{tag}h"
+    if len(sw_if) > 15:
+        raise ValueError(f"veth tag {tag!r}: interface names are limited to 15 characters")
+    subprocess.run(["ip", "link", "del", sw_if], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "add", sw_if, "type", "veth", "peer", "name", host_if],
+                   check=True, capture_output=True)
+    try:
+        for dev in (sw_if, host_if):
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"],
+                           check=False, capture_output=True)
+            subprocess.run(["ip", "link", "set", dev, "up"], check=True, capture_output=True)
+        yield sw_if, host_if
+    finally:
+        subprocess.run(["ip", "link", "del", sw_if], check=False, capture_output=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Switch:
+    """A running ``simple_switch``: ``ports`` maps port numbers to interfaces. The
+    switch's output goes to ``log_path`` (with ``log_level`` also its packet log, which
+    slows it down several times). Use as a context manager: the process is always
+    stopped on exit."""
+
+    def __init__(self, json_path: str | Path, ports: dict[int, str], log_path: str | Path,
+                 log_level: str | None = None):
+        self.json_path, self.ports = Path(json_path), ports
+        self.log_path = Path(log_path)
+        self.log_level = log_level
+        self.thrift_port = _free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Switch:
+        cmd = ["simple_switch", "--thrift-port", str(self.thrift_port)]
+        for port, iface in sorted(self.ports.items()):
+            cmd += ["-i", f"{port}@{iface}"]
+        if self.log_level:
+            cmd += ["--log-console", "--log-level", self.log_level]
+        cmd.append(str(self.json_path))
+        log = open(self.log_path, "w")  # noqa: SIM115 (closed in __exit__)
+        self._log = log
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                self.check_alive()
+                with contextlib.suppress(OSError), socket.create_connection(
+                        ("127.0.0.1", self.thrift_port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise Bmv2Error(f"simple_switch: Thrift port {self.thrift_port} not up "
+                                    f"after 30 s (log: {self.log_path})")
+                time.sleep(0.1)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise Bmv2Error(f"simple_switch exited with {self.proc.returncode} "
+                            f"(log: {self.log_path})")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def _encode(value: int, width: int) -> bytes:
+    """A key or action parameter as BMv2 wants it: big-endian in ceil(width/8) bytes."""
+    if value < 0 or value >> width:
+        raise ValueError(f"value {value} does not fit {width} bits")
+    return value.to_bytes((width + 7) // 8, "big")
+
+
+class Runtime:
+    """The switch's Thrift ``standard`` service, with the program's qualified names."""
+
+    def __init__(self, thrift_port: int, host: str = "127.0.0.1"):
+        from thrift.protocol import TBinaryProtocol, TMultiplexedProtocol
+        from thrift.transport import TSocket, TTransport
+
+        Standard = import_bm_runtime()
+        from bm_runtime.standard import ttypes  # type: ignore[import-not-found]
+
+        self.t = ttypes
+        self.transport = TTransport.TBufferedTransport(TSocket.TSocket(host, thrift_port))
+        proto = TMultiplexedProtocol.TMultiplexedProtocol(
+            TBinaryProtocol.TBinaryProtocol(self.transport), "standard")
+        self.client = Standard.Client(proto)
+        self.transport.open()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def table_add(self, e: TableAdd) -> int:
+        t = self.t
+        key = [t.BmMatchParam(type=t.BmMatchParamType.EXACT,
+                              exact=t.BmMatchParamExact(_encode(v, w)))
+               for _, v, w in e.keys]
+        data = [_encode(v, w) for _, v, w in e.params]
+        return self.client.bm_mt_add_entry(0, f"{INGRESS}.{e.table}", key,
+                                           f"{INGRESS}.{e.action}", data,
+                                           t.BmAddEntryOptions())
+
+    def table_delete(self, table: str, handle: int) -> None:
+        self.client.bm_mt_delete_entry(0, f"{INGRESS}.{table}", handle)
+
+    def set_default(self, table: str, action: str,
+                    params: tuple[tuple[int, int], ...] = ()) -> None:
+        self.client.bm_mt_set_default_action(0, f"{INGRESS}.{table}", f"{INGRESS}.{action}",
+                                             [_encode(v, w) for v, w in params])
+
+    def register_write(self, register: str, index: int, value: int) -> None:
+        if value >> 63:
+            raise Bmv2Error(f"{register}[{index}] = {value:#x} does not fit the 63-bit "
+                            f"Thrift register value (full-key ConnTable words need "
+                            f"P4Runtime: simple_switch_grpc)")
+        self.client.bm_register_write(0, f"{INGRESS}.{register}", index, value)
+
+    def register_read(self, register: str, index: int) -> int:
+        return self.client.bm_register_read(0, f"{INGRESS}.{register}", index)
+
+    def counter(self, name: str, index: int = 0) -> int:
+        """Packets counted by ``counter`` ``name`` at ``index``."""
+        return self.client.bm_counter_read(0, f"{INGRESS}.{name}", index).packets
+
+
+@dataclass
+class TableLoader:
+    """Puts model memory words into the running program: a register write per word, and
+    for the table memories (``vip``, ``dip``) one entry per address, replaced by delete +
+    add (entry handles kept here)."""
+
+    cfg: Config
+    rt: Runtime
+    handles: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    writes: int = 0
+
+    def apply(self, e: Entry, mem: str, addr: int) -> None:
+        if isinstance(e, TableAdd):
+            self.handles[(mem, addr)] = (e.table, self.rt.table_add(e))
+        else:
+            self.rt.register_write(e.register, e.index, e.value)
+
+    def load(self, images: dict[str, list[int]]) -> None:
+        """A freshly started program gets ``images`` (as ``entries_bmv2.txt`` would)."""
+        for e in entries(self.cfg, images):
+            if isinstance(e, TableAdd):
+                mem = "vip" if e.table == "vip_table" else "dip"
+                addr = e.params[0][1] if mem == "vip" else e.keys[0][1]
+            else:
+                mem, addr = e.register, e.index
+            self.apply(e, mem, addr)
+
+    def write(self, mem: str, addr: int, word: int) -> None:
+        """The model's ``Memories.write(mem, addr, word)``."""
+        self.writes += 1
+        e = entry_for_word(self.cfg, mem, addr, word)
+        if mem in TABLE_MEMORIES:
+            old = self.handles.pop((mem, addr), None)
+            if old is not None:
+                self.rt.table_delete(*old)
+            if e is None:
+                return
+        self.apply(e, mem, addr)
+
+
+class Receiver:
+    """Collects every frame arriving on ``iface`` (AF_PACKET) in a background thread."""
+
+    PACKET_OUTGOING = 4
+
+    def __init__(self, iface: str, on_frame: Callable[[bytes], None]):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+        self.sock.bind((iface, 0))
+        self.sock.settimeout(0.1)
+        self.on_frame = on_frame
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"rx-{iface}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if addr[2] != self.PACKET_OUTGOING:
+                self.on_frame(data)
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
