@@ -29,8 +29,8 @@ from .pipeline import DECISION_FIELDS, TCP_ACK, TCP_SYN, DataPlane, Decision, Pa
 from .pools import PoolError
 from .trace import TraceParams, control_round, make_trace, new_pool
 
-__all__ = ["Write", "Step", "Scenario", "build_scenario", "write_vectors", "read_vectors",
-           "FORMAT_VERSION"]
+__all__ = ["Write", "Step", "Scenario", "build_scenario", "withdraw_vip", "write_vectors",
+           "read_vectors", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 
@@ -122,6 +122,46 @@ def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.
     cp.insert_pending()
     flush()
     return scen
+
+
+def withdraw_vip(scen: Scenario, vip_id: int, packets: int = 40, seed: int = 3) -> Scenario:
+    """The scenario continued: the control plane withdraws VIP ``vip_id`` (every
+    ``slot_map`` word of the VIP invalidated, as when its pool is taken out of service)
+    while traffic goes on: its packets -- connections the ConnTable still holds and new
+    ones -- become DROP decisions; other VIPs are unaffected. Returns a new scenario."""
+    cfg = scen.cfg
+    g = cfg.geometry
+    if not 0 <= vip_id < len(cfg.vips):
+        raise ValueError(f"vip_id {vip_id}: the config has {len(cfg.vips)} VIPs")
+    mem = load_memories(cfg, scen.initial)
+    for op in scen.ops:
+        if isinstance(op, Write):
+            mem.write(op.mem, op.addr, op.word)
+    dp = DataPlane(cfg, mem)
+    for st in scen.packets:  # the TransitTable bits the scenario's packets set
+        dp.process(st.packet)
+    out = Scenario(cfg, scen.initial, list(scen.ops))
+    for version in range(1 << g.version_bits):
+        addr = vip_id << g.version_bits | version
+        if mem.read("slot_map", addr):
+            mem.write("slot_map", addr, 0)
+            out.ops.append(Write("slot_map", addr, 0))
+    seen = [st.packet for st in scen.packets if st.decision.vip_id == vip_id
+            and st.decision.action != 0]
+    rng = np.random.default_rng(seed)
+    vip = cfg.vips[vip_id]
+    others = [st.packet for st in scen.packets if st.decision.action != 0
+              and st.decision.vip_id != vip_id]
+    for k in range(packets):
+        if k % 4 == 3 and others:
+            pkt = others[int(rng.integers(len(others)))]
+        elif k % 2 and seen:
+            pkt = seen[int(rng.integers(len(seen)))]
+        else:
+            pkt = Packet(0x0A640000 + k, vip.address, 50000 + k, vip.port, vip.protocol,
+                         TCP_SYN if vip.protocol == 6 else 0)
+        out.ops.append(Step(pkt, dp.process(pkt)))
+    return out
 
 
 # ---- files -----------------------------------------------------------------------
