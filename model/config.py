@@ -16,6 +16,8 @@ from typing import Any
 __all__ = [
     "ConfigError",
     "Dip",
+    "Policy",
+    "POLICIES",
     "Vip",
     "Geometry",
     "Salts",
@@ -28,6 +30,9 @@ __all__ = [
 
 #: IP protocol numbers of the protocols a VIP may use.
 PROTOCOLS = {"tcp": 6, "udp": 17}
+
+#: DIP-selection policies a VIP may use (``policy`` in a ``[[vip]]`` table).
+POLICIES = ("maglev", "weighted-by-load")
 
 #: Width of the full 5-tuple key in bits (src ip, dst ip, src port, dst port, proto).
 KEY_BITS = 104
@@ -74,6 +79,34 @@ class Dip:
 
 
 @dataclass(frozen=True)
+class Policy:
+    """How new connections of a VIP are spread over its DIPs (docs/load_aware.md).
+
+    ``kind = "maglev"`` (the default) is plain Maglev with the configured weights.
+    ``"weighted-by-load"`` lets the control plane (model.loadaware) turn per-DIP load
+    into Maglev weights and install them as a new pool version through the two-phase
+    commit; the data plane is unchanged. Its parameters:
+
+    * ``period``: new connections of the VIP between two evaluations;
+    * ``threshold``: install only when the load imbalance (max over DIPs of load per
+      configured weight, divided by the mean) is at least this (>= 1.0);
+    * ``resolution``: the largest Maglev weight the rebalancer writes;
+    * ``min_weight``: the smallest (a loaded DIP still gets a trickle of new
+      connections, so its load keeps being measured).
+    """
+
+    kind: str = "maglev"
+    period: int = 64
+    threshold: float = 1.25
+    resolution: int = 16
+    min_weight: int = 1
+
+    @property
+    def load_aware(self) -> bool:
+        return self.kind == "weighted-by-load"
+
+
+@dataclass(frozen=True)
 class Vip:
     """One virtual service: (address, port, protocol) and its initial DIP pool."""
 
@@ -82,6 +115,7 @@ class Vip:
     port: int
     protocol: int  # IP protocol number (6 or 17)
     dips: tuple[Dip, ...]
+    policy: Policy = Policy()
 
     @property
     def address_str(self) -> str:
@@ -233,6 +267,16 @@ def _ip(value: Any, path: str) -> int:
         raise ConfigError(f"{path}: {value!r} is not a valid IPv4 address") from None
 
 
+def _number(value: Any, path: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if value < lo:
+        raise ConfigError(f"{path}: {value!r} is below the minimum {lo}")
+    if value > hi:
+        raise ConfigError(f"{path}: {value!r} is above the maximum {hi}")
+    return float(value)
+
+
 def _table(value: Any, path: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: expected a table, got {value!r}")
@@ -273,6 +317,43 @@ def _geometry(raw: dict) -> Geometry:
     return Geometry(**kw)
 
 
+def _policy(raw: Any, path: str) -> Policy:
+    """``policy = "maglev"``, ``"weighted-by-load"`` or a table with ``kind`` and the
+    parameters of :class:`Policy`."""
+    where = path
+    if isinstance(raw, str):
+        raw = {"kind": raw}
+    else:
+        where = f"{path}.kind"
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: expected a policy name or a table, got {raw!r} (policies: "
+            f"{list(POLICIES)})")
+    _check_keys(raw, set(Policy.__dataclass_fields__), path)
+    kind = raw.get("kind", "maglev")
+    if not isinstance(kind, str) or kind not in POLICIES:
+        raise ConfigError(
+            f"{where}: unknown policy {kind!r} (expected one of {list(POLICIES)})")
+    params = sorted(k for k in raw if k != "kind")
+    if kind == "maglev" and params:
+        raise ConfigError(
+            f"{path}.{params[0]}: parameter of the 'weighted-by-load' policy, but the "
+            f"policy is 'maglev'")
+    d = Policy()
+    resolution = _int(raw.get("resolution", d.resolution), f"{path}.resolution", 1, 1 << 16)
+    min_weight = _int(raw.get("min_weight", d.min_weight), f"{path}.min_weight", 1, 1 << 16)
+    if min_weight > resolution:
+        raise ConfigError(
+            f"{path}.min_weight: {min_weight!r} is above {path}.resolution ({resolution})")
+    return Policy(
+        kind=kind,
+        period=_int(raw.get("period", d.period), f"{path}.period", 1, 1 << 30),
+        threshold=_number(raw.get("threshold", d.threshold), f"{path}.threshold", 1.0, 1e9),
+        resolution=resolution,
+        min_weight=min_weight,
+    )
+
+
 def _salts(raw: dict, geo: Geometry) -> Salts:
     s = _table(raw, "salts")
     _check_keys(s, set(DEFAULT_SALTS), "salts")
@@ -301,7 +382,7 @@ def _salts(raw: dict, geo: Geometry) -> Salts:
 def _vip(raw: Any, i: int, geo: Geometry) -> Vip:
     path = f"vip[{i}]"
     v = _table(raw, path)
-    _check_keys(v, {"name", "address", "port", "protocol", "dips"}, path)
+    _check_keys(v, {"name", "address", "port", "protocol", "dips", "policy"}, path)
     name = v.get("name", f"vip{i}")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{path}.name: expected a non-empty string, got {name!r}")
@@ -341,7 +422,10 @@ def _vip(raw: Any, i: int, geo: Geometry) -> Vip:
             f"geometry.maglev_size: {geo.maglev_size} is smaller than the pool of VIP "
             f"{name!r} ({len(dips)} DIPs)"
         )
-    return Vip(name=name, address=address, port=port, protocol=PROTOCOLS[proto], dips=tuple(dips))
+    policy = _policy(v["policy"], f"{path}.policy") if "policy" in v else Policy()
+    return Vip(name=name, address=address, port=port, protocol=PROTOCOLS[proto],
+               dips=tuple(dips), policy=policy)
+
 
 
 def parse_config(data: dict, source: str = "<string>") -> Config:

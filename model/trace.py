@@ -159,10 +159,13 @@ def control_round(cp: ControlPlane, ended: deque[tuple[int, FiveTuple]], now: in
     cp.insert_pending(older_than=now - insert_delay)
 
 
-def replay(cfg: Config, p: TraceParams, trace: Trace | None = None) -> TraceReport:
-    """Run a trace through model data plane + control plane; count PCC violations."""
+def replay(cfg: Config, p: TraceParams, trace: Trace | None = None,
+           control_plane: type[ControlPlane] = ControlPlane) -> TraceReport:
+    """Run a trace through model data plane + control plane; count PCC violations.
+
+    ``control_plane`` is the class to run (e.g. model.loadaware.LoadAwareControlPlane)."""
     trace = trace or make_trace(cfg, p)
-    cp = ControlPlane(cfg, two_phase=p.two_phase)
+    cp = control_plane(cfg, two_phase=p.two_phase)
     cp.install()
     dp = DataPlane(cfg, cp.mem, cp.hasher)
     n = len(trace)
