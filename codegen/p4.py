@@ -49,6 +49,8 @@ __all__ = [
     "DECISION_HEADER",
     "tna_register_bits",
     "tna_unsupported",
+    "tna_maglev_mod_tables",
+    "tna_maglev_reduce",
     "hash_roles",
     "default_images",
     "entries",
@@ -57,6 +59,7 @@ __all__ = [
     "render_tna",
     "render_entries_bmv2",
     "render_entries_bfrt",
+    "tna_entry",
     "write_p4",
     "lint_p4",
 ]
@@ -112,9 +115,11 @@ class HashRole:
         return f"SALT_{self.name.upper()}"
 
 
-def hash_roles(cfg: Config) -> list[HashRole]:
+def hash_roles(cfg: Config, arch: str = "v1model") -> list[HashRole]:
     """The hash roles the data plane computes, in manifest order (no ``digest`` role in
-    full-key mode: the digest is then the packed key itself)."""
+    full-key mode: the digest is then the packed key itself). On TNA with a prime Maglev
+    size the Maglev role keeps the whole CRC (``hash.maglev_crc``), which the program
+    reduces modulo M by lookup (:func:`tna_maglev_mod_tables`)."""
     g, s = cfg.geometry, cfg.salts
     roles = [HashRole(f"stage{i}", s.stages[i], FIELD_ORDERS[f"stage{i}"],
                       f"model.hashing.Hasher.stage_index({i}): bucket of stage {i}",
@@ -124,9 +129,14 @@ def hash_roles(cfg: Config) -> list[HashRole]:
         roles.append(HashRole("digest", s.digest, FIELD_ORDERS["digest"],
                               "model.hashing.Hasher.digest: ConnTable digest",
                               "digest", "conn_digest_t", "DIGEST_VALUES"))
-    roles.append(HashRole("maglev", s.maglev, FIELD_ORDERS["maglev"],
-                          "model.hashing.Hasher.maglev_index: Maglev table index",
-                          "hash.maglev", "maglev_index_t", "MAGLEV_SIZE"))
+    if arch == "tna" and not g.maglev_pow2:
+        roles.append(HashRole("maglev", s.maglev, FIELD_ORDERS["maglev"],
+                              "model.hashing.Hasher.maglev_index: the CRC, reduced mod M "
+                              "below", "hash.maglev_crc", "bit<32>", "2^32"))
+    else:
+        roles.append(HashRole("maglev", s.maglev, FIELD_ORDERS["maglev"],
+                              "model.hashing.Hasher.maglev_index: Maglev table index",
+                              "hash.maglev", "maglev_index_t", "MAGLEV_SIZE"))
     roles += [HashRole(f"transit{j}", s.transit[j], FIELD_ORDERS[f"transit{j}"],
                        f"model.hashing.Hasher.transit_indices()[{j}]: Bloom bit {j}",
                        f"hash.transit{j}", "transit_index_t", "TRANSIT_BITS")
@@ -147,11 +157,6 @@ def tna_register_bits(width: int) -> int:
 def tna_unsupported(cfg: Config) -> str | None:
     """Why the config cannot be compiled for Tofino (TNA), or None when it can."""
     g = cfg.geometry
-    if not g.maglev_pow2:
-        return (f"geometry.maglev_size: {g.maglev_size} is not a power of two; the TNA "
-                f"program has no modulo or multiply in the data plane (Maglev index = "
-                f"hash & (M-1), table base = slot << log2(M)); use e.g. "
-                f"{1 << g.maglev_index_bits}")
     if g.full_key:
         return (f"geometry.digest_bits: 'full' (104-bit key) makes a "
                 f"{g.conn_word_bits}-bit ConnTable word; a Tofino register reads at most "
@@ -164,6 +169,39 @@ def tna_unsupported(cfg: Config) -> str | None:
                 f"{TNA_MAX_REGISTER_BITS}-bit Tofino register word; lower digest_bits or "
                 f"version_bits")
     return None
+
+
+#: The Maglev CRC is reduced mod a prime M from its two 16-bit halves.
+TNA_MOD_HALF_BITS = 16
+
+
+def tna_maglev_mod_tables(g: Geometry) -> dict[str, list[int]]:
+    """The constant lookup registers with which the TNA program computes ``crc % M`` for
+    a prime Maglev size M without a modulo: ``crc = hi * 2^16 + lo``, so
+    ``crc % M = (MOD_HI[hi] + MOD_LO[lo]) % M`` with ``MOD_HI[hi] = (hi << 16) % M`` and
+    ``MOD_LO[lo] = lo % M``; both terms are below M, so one conditional subtraction of M
+    finishes it. ``MOD_LO`` is the identity when M > 2^16 and is then left out. Empty
+    for a power-of-two M (the index is then the low CRC bits)."""
+    m = g.maglev_size
+    if g.maglev_pow2:
+        return {}
+    half = 1 << TNA_MOD_HALF_BITS
+    tables = {"maglev_mod_hi": [(hi << TNA_MOD_HALF_BITS) % m for hi in range(half)]}
+    if m <= half:
+        tables["maglev_mod_lo"] = [lo % m for lo in range(half)]
+    return tables
+
+
+def tna_maglev_reduce(g: Geometry, crc: int) -> int:
+    """``crc % M`` computed the way the TNA program does it (lookups, add, one
+    conditional subtraction); equal to ``crc % M`` for every 32-bit ``crc``."""
+    m, half = g.maglev_size, TNA_MOD_HALF_BITS
+    if g.maglev_pow2:
+        return crc & (m - 1)
+    hi, lo = crc >> half, crc & ((1 << half) - 1)
+    total = (hi << half) % m + (lo % m if m <= 1 << half else lo)
+    diff = (total - m) & 0xFFFFFFFF
+    return diff if not diff >> 31 else total
 
 
 def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
@@ -183,11 +221,13 @@ def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
         ("VIP_BITS", g.vip_bits, "holds a VIP id"),
         ("SLOT_BITS", S, f"holds a pool slot 0..{g.pool_slots - 1}"),
         ("SLOT_MAP_DEPTH", g.vip_capacity << V, "vip_capacity << V"),
-        *([] if tna else [("MAGLEV_SIZE", g.maglev_size, "geometry.maglev_size (M)")]),
+        *([] if tna and g.maglev_pow2 else
+          [("MAGLEV_SIZE", g.maglev_size, "geometry.maglev_size (M)")]),
         ("MAGLEV_INDEX_BITS", g.maglev_index_bits,
-         f"M = 2^{g.maglev_index_bits} = geometry.maglev_size" if tna
+         f"M = 2^{g.maglev_index_bits} = geometry.maglev_size" if tna and g.maglev_pow2
          else "holds a Maglev index 0..M-1"),
-        ("MAGLEV_DEPTH", g.maglev_depth, "pool_slots * M"),
+        *([] if tna and not g.maglev_pow2 else
+          [("MAGLEV_DEPTH", g.maglev_depth, "pool_slots * M")]),
         ("DIP_CAPACITY", g.dip_capacity, "geometry.dip_capacity"),
         ("DIP_BITS", g.dip_bits, "holds a DIP-table index"),
         ("TRANSIT_LOG2_BITS", g.transit_log2_bits, "geometry.transit_log2_bits"),
@@ -204,9 +244,13 @@ def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
             ("MAGLEV_REG_BITS", tna_register_bits(g.dip_bits),
              f"register element of a {g.dip_bits}-bit maglev word"),
             ("SLOT_MAP_INDEX_BITS", g.vip_bits + V, "slot_map index: vip_id ++ version"),
-            ("MAGLEV_ADDR_BITS", S + g.maglev_index_bits,
-             "maglev address: slot ++ index = slot * M + index"),
         ]
+        if g.maglev_pow2:
+            rows.append(("MAGLEV_ADDR_BITS", S + g.maglev_index_bits,
+                         "maglev address: slot ++ index = slot * M + index"))
+        else:
+            rows.append(("MOD_HALF_VALUES", 1 << TNA_MOD_HALF_BITS,
+                         "entries of each CRC-half lookup register"))
     else:
         rows += [
             ("CONN_WORD_BITS", g.conn_word_bits, "valid(1) | version(V) | digest(D)"),
@@ -237,7 +281,9 @@ def _context(cfg: Config, arch: str) -> dict:
         "cfg_file": Path(cfg.source).name,
         "g": g,
         "defines": _define_rows(g, arch),
-        "roles": hash_roles(cfg),
+        "roles": hash_roles(cfg, arch),
+        "slots": list(range(g.pool_slots)),
+        "mod_lo": not g.maglev_pow2 and g.maglev_size <= 1 << TNA_MOD_HALF_BITS,
         "field_bits": _FIELD_BITS,
         "stages": list(range(g.stages)),
         "transits": list(range(g.transit_hashes)),
@@ -413,12 +459,32 @@ def render_entries_bmv2(cfg: Config, images: dict[str, list[int]]) -> str:
     return _env().get_template("entries_bmv2.txt.j2").render(**ctx)
 
 
+def tna_entry(cfg: Config, e: Entry) -> Entry:
+    """``e`` as the TNA program holds it: with a prime Maglev size the ``maglev`` memory
+    is one register per pool slot (``maglev<slot>``, M words each), so word
+    ``slot * M + index`` is word ``index`` of ``maglev<slot>``."""
+    g = cfg.geometry
+    if isinstance(e, RegisterWrite) and e.register == "maglev" and not g.maglev_pow2:
+        slot, index = divmod(e.index, g.maglev_size)
+        return RegisterWrite(f"maglev{slot}", index, e.value)
+    return e
+
+
 def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
-    """A ``bfrt_python`` script that loads ``images`` into ``l4lb_tna.p4``."""
+    """A ``bfrt_python`` script that loads ``images`` into ``l4lb_tna.p4`` (and, for a
+    prime Maglev size, the constant CRC-half lookup registers)."""
     why = tna_unsupported(cfg)
     if why is not None:
         raise P4GenError(why)
-    return _env().get_template("entries_bfrt.py.j2").render(**_entries_context(cfg, images))
+    ctx = _entries_context(cfg, images)
+    ctx["entries"] = [tna_entry(cfg, e) for e in ctx["entries"]]
+    g = cfg.geometry
+    ctx["mod_tables"] = [] if g.maglev_pow2 else [
+        ("maglev_mod_hi", f"(i << {TNA_MOD_HALF_BITS}) % {g.maglev_size}")] + (
+        [("maglev_mod_lo", f"i % {g.maglev_size}")]
+        if g.maglev_size <= 1 << TNA_MOD_HALF_BITS else [])
+    ctx["mod_values"] = 1 << TNA_MOD_HALF_BITS
+    return _env().get_template("entries_bfrt.py.j2").render(**ctx)
 
 
 def write_p4(cfg: Config, outdir: str | Path,

@@ -19,9 +19,9 @@
  *
  * Tofino constraints this program is written for (codegen/p4.py refuses configs that
  * break them, naming the geometry field):
- *   - no modulo and no multiply in the data plane: geometry.maglev_size must be a
- *     power of two (M = 4096 = 2^MAGLEV_INDEX_BITS); the Maglev index is the low
- *     MAGLEV_INDEX_BITS of the CRC and the table base slot * M is the shift slot ++ index;
+ *   - no modulo and no multiply in the data plane: M = 4096 = 2^MAGLEV_INDEX_BITS, so
+ *     the Maglev index is the low MAGLEV_INDEX_BITS of the CRC and the table base
+ *     slot * M is the shift slot ++ index;
  *   - one access per register per packet: each register array has one RegisterAction
  *     executed per packet (the TransitTable's record and test are exclusive branches);
  *   - register words of at most 32 bits: geometry.digest_bits = "full" is refused;
@@ -460,6 +460,56 @@ control SwitchIngress(inout headers_t hdr,
     Counter<bit<32>, vip_id_t>(VIP_CAPACITY, CounterType_t.PACKETS) vip_misses;  // ConnTable misses
     Counter<bit<32>, vip_id_t>(VIP_CAPACITY, CounterType_t.PACKETS) vip_drops;   // no live slot
 
+    // ---- step 2: hashes, one action each (an action's hash results share one
+    // 32-bit immediate path) -------------------------------------------------------
+    action compute_stage0() {
+        ig_md.hash.stage0 = hash_stage0.get(
+            { SALT_STAGE0, ig_md.flow.src_ip, ig_md.flow.dst_ip,
+              ig_md.flow.src_port, ig_md.flow.dst_port, ig_md.flow.proto });
+    }
+
+    action compute_stage1() {
+        ig_md.hash.stage1 = hash_stage1.get(
+            { SALT_STAGE1, ig_md.flow.dst_port, ig_md.flow.src_ip,
+              ig_md.flow.proto, ig_md.flow.src_port, ig_md.flow.dst_ip });
+    }
+
+    action compute_stage2() {
+        ig_md.hash.stage2 = hash_stage2.get(
+            { SALT_STAGE2, ig_md.flow.src_port, ig_md.flow.proto,
+              ig_md.flow.dst_ip, ig_md.flow.src_ip, ig_md.flow.dst_port });
+    }
+
+    action compute_stage3() {
+        ig_md.hash.stage3 = hash_stage3.get(
+            { SALT_STAGE3, ig_md.flow.proto, ig_md.flow.dst_ip,
+              ig_md.flow.dst_port, ig_md.flow.src_ip, ig_md.flow.src_port });
+    }
+
+    action compute_digest() {
+        ig_md.digest = hash_digest.get(
+            { SALT_DIGEST, ig_md.flow.dst_ip, ig_md.flow.proto,
+              ig_md.flow.src_port, ig_md.flow.src_ip, ig_md.flow.dst_port });
+    }
+
+    action compute_maglev() {
+        ig_md.hash.maglev = hash_maglev.get(
+            { SALT_MAGLEV, ig_md.flow.proto, ig_md.flow.src_port,
+              ig_md.flow.dst_port, ig_md.flow.dst_ip, ig_md.flow.src_ip });
+    }
+
+    action compute_transit0() {
+        ig_md.hash.transit0 = hash_transit0.get(
+            { SALT_TRANSIT0, ig_md.flow.src_port, ig_md.flow.dst_port,
+              ig_md.flow.src_ip, ig_md.flow.proto, ig_md.flow.dst_ip });
+    }
+
+    action compute_transit1() {
+        ig_md.hash.transit1 = hash_transit1.get(
+            { SALT_TRANSIT1, ig_md.flow.dst_ip, ig_md.flow.src_ip,
+              ig_md.flow.dst_port, ig_md.flow.proto, ig_md.flow.src_port });
+    }
+
     // ---- step 1: VIP match (DataPlane.vip_match; memory vip) ------------------
     action set_vip(vip_id_t vip_id) {
         ig_md.is_vip = true;
@@ -529,34 +579,18 @@ control SwitchIngress(inout headers_t hdr,
         if (hdr.tcp.isValid() || hdr.udp.isValid()) {
             vip_table.apply();
         }
+        // step 2: hashes (model.hashing.Hasher), for every frame: they depend on the
+        // parsed key only, so they run beside the VIP match instead of after it
+        compute_stage0();
+        compute_stage1();
+        compute_stage2();
+        compute_stage3();
+        compute_digest();
+        compute_maglev();
+        compute_transit0();
+        compute_transit1();
         if (ig_md.is_vip) {
             vip_packets.count(ig_md.dec.vip_id);
-
-            // step 2: hashes (model.hashing.Hasher)
-            ig_md.hash.stage0 = hash_stage0.get(
-                { SALT_STAGE0, ig_md.flow.src_ip, ig_md.flow.dst_ip,
-                  ig_md.flow.src_port, ig_md.flow.dst_port, ig_md.flow.proto });
-            ig_md.hash.stage1 = hash_stage1.get(
-                { SALT_STAGE1, ig_md.flow.dst_port, ig_md.flow.src_ip,
-                  ig_md.flow.proto, ig_md.flow.src_port, ig_md.flow.dst_ip });
-            ig_md.hash.stage2 = hash_stage2.get(
-                { SALT_STAGE2, ig_md.flow.src_port, ig_md.flow.proto,
-                  ig_md.flow.dst_ip, ig_md.flow.src_ip, ig_md.flow.dst_port });
-            ig_md.hash.stage3 = hash_stage3.get(
-                { SALT_STAGE3, ig_md.flow.proto, ig_md.flow.dst_ip,
-                  ig_md.flow.dst_port, ig_md.flow.src_ip, ig_md.flow.src_port });
-            ig_md.digest = hash_digest.get(
-                { SALT_DIGEST, ig_md.flow.dst_ip, ig_md.flow.proto,
-                  ig_md.flow.src_port, ig_md.flow.src_ip, ig_md.flow.dst_port });
-            ig_md.hash.maglev = hash_maglev.get(
-                { SALT_MAGLEV, ig_md.flow.proto, ig_md.flow.src_port,
-                  ig_md.flow.dst_port, ig_md.flow.dst_ip, ig_md.flow.src_ip });
-            ig_md.hash.transit0 = hash_transit0.get(
-                { SALT_TRANSIT0, ig_md.flow.src_port, ig_md.flow.dst_port,
-                  ig_md.flow.src_ip, ig_md.flow.proto, ig_md.flow.dst_ip });
-            ig_md.hash.transit1 = hash_transit1.get(
-                { SALT_TRANSIT1, ig_md.flow.dst_ip, ig_md.flow.src_ip,
-                  ig_md.flow.dst_port, ig_md.flow.proto, ig_md.flow.src_port });
 
             // step 3: ConnTable reads at the buckets, then the first matching stage
             ig_md.conn.word0 = conn0_read.execute(ig_md.hash.stage0);
@@ -583,9 +617,11 @@ control SwitchIngress(inout headers_t hdr,
                 } else if (ig_md.vip_state[VIP_STATE_PHASE_HI:VIP_STATE_PHASE_LO] == PHASE_FLIP) {
                     ig_md.transit.bit0 = transit0_test.execute(ig_md.hash.transit0);
                     ig_md.transit.bit1 = transit1_test.execute(ig_md.hash.transit1);
-                    ig_md.dec.transit_hit = ig_md.transit.bit0
-                                          & ig_md.transit.bit1;
-                    if (ig_md.dec.transit_hit == 1) {
+                    // all of the key's bits set: one equality test per bit (a gateway
+                    // cannot AND two PHV fields)
+                    if (ig_md.transit.bit0 == 1
+                        && ig_md.transit.bit1 == 1) {
+                        ig_md.dec.transit_hit = 1;
                         ig_md.dec.version = ig_md.vip_state[VIP_STATE_OLD_HI:VIP_STATE_OLD_LO];
                     }
                 }

@@ -5,6 +5,7 @@ p4test / p4c / bf-p4c / BMv2 simple_switch runs when those tools are installed."
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import socket
 import subprocess
@@ -32,6 +33,8 @@ from codegen.p4 import (
     render_entries_bmv2,
     render_tna,
     render_v1model,
+    tna_maglev_mod_tables,
+    tna_maglev_reduce,
     tna_register_bits,
     tna_unsupported,
     write_p4,
@@ -94,7 +97,8 @@ def _hash_uses(text: str) -> dict[str, tuple[list[str], str]]:
         out.setdefault(items[0], ([x.split(".")[-1] for x in items[1:]], str(bits)))
     for m in re.finditer(r"hash_(\w+)\.get\(\s*\{([^}]*)\}\s*\)", text):
         items = [x.strip() for x in m[2].split(",")]
-        decl = re.search(rf"Hash<(\w+)>\(HashAlgorithm_t\.CUSTOM, (\w+)\) hash_{m[1]};", text)
+        decl = re.search(rf"Hash<(\w+|bit<\d+>)>\(HashAlgorithm_t\.CUSTOM, (\w+)\) "
+                         rf"hash_{m[1]};", text)
         out.setdefault(items[0], ([x.split(".")[-1] for x in items[1:]],
                                   str(1 << _bits(text, decl[1]))))
     return out
@@ -135,12 +139,13 @@ def test_write_p4_returns_the_four_files(tmp_path, default_cfg):
     assert all(p.read_text() for p in paths)
 
 
-def test_write_p4_skips_tna_with_a_note_when_it_cannot_run(tmp_path, small_cfg):
-    with pytest.warns(UserWarning, match="geometry.maglev_size"):
-        paths = write_p4(small_cfg, tmp_path)
+def test_write_p4_skips_tna_with_a_note_when_it_cannot_run(tmp_path):
+    cfg = _variant("small", digest_bits="full")
+    with pytest.warns(UserWarning, match="geometry.digest_bits"):
+        paths = write_p4(cfg, tmp_path)
     assert [p.name for p in paths] == ["l4lb_v1model.p4", "entries_bmv2.txt",
                                        "TNA_SKIPPED.txt"]
-    assert "geometry.maglev_size: 251" in (tmp_path / "TNA_SKIPPED.txt").read_text()
+    assert "geometry.digest_bits: 'full'" in (tmp_path / "TNA_SKIPPED.txt").read_text()
 
 
 # ---- structure against the model ------------------------------------------------------
@@ -160,6 +165,8 @@ def test_every_hash_role_has_its_salt_field_order_and_reduction(example):
             fields, size = uses[const]
             assert fields == spec["fields"], (arch, role)
             expect = space.get(role, g.slots if role.startswith("stage") else g.transit_bits)
+            if arch == "tna" and role == "maglev" and not g.maglev_pow2:
+                expect = 1 << 32  # the whole CRC, reduced mod M by lookup (test below)
             assert int(size) == expect, (arch, role)
 
 
@@ -200,6 +207,13 @@ def test_register_arrays_match_the_memory_map(example):
             regs = {m[4]: (_bits(text, m[1]), defs[m[3]]) for m in re.finditer(
                 r"Register<(\w+|bit<\d+>), (\w+)>\((\w+), 0\) (\w+);", text)}
         specs = [s for s in memory_specs(g) if s.name not in TABLE_MEMORIES]
+        if arch == "tna" and not g.maglev_pow2:  # one bank of M words per pool slot
+            spec = next(s for s in specs if s.name == "maglev")
+            specs = [s for s in specs if s is not spec] + [
+                dataclasses.replace(spec, name=f"maglev{k}", depth=g.maglev_size)
+                for k in range(g.pool_slots)]
+            for name in tna_maglev_mod_tables(g):
+                assert regs.pop(name) == (32, 1 << 16), name
         assert set(regs) == {s.name for s in specs}, arch
         for s in specs:
             width, depth = regs[s.name]
@@ -263,9 +277,12 @@ def test_word_layout_constants_match_model_layout(example):
         assert field(w, d["SLOT_MAP_VALID_BIT"], d["SLOT_MAP_VALID_BIT"]) == 1, arch
         assert field(w, d["SLOT_MAP_SLOT_HI"], 0) == g.pool_slots - 1, arch
         if arch == "tna":  # concatenations stand for the model's address arithmetic
-            assert 1 << d["MAGLEV_INDEX_BITS"] == g.maglev_size
             assert d["SLOT_MAP_INDEX_BITS"] == g.vip_bits + V
-            assert d["MAGLEV_ADDR_BITS"] == S + d["MAGLEV_INDEX_BITS"]
+            if g.maglev_pow2:
+                assert 1 << d["MAGLEV_INDEX_BITS"] == g.maglev_size
+                assert d["MAGLEV_ADDR_BITS"] == S + d["MAGLEV_INDEX_BITS"]
+            else:
+                assert d["MAGLEV_SIZE"] == g.maglev_size
 
 
 def _csum16_replace(csum: int, old_ip: int, old_port: int, new_ip: int, new_port: int) -> int:
@@ -307,11 +324,46 @@ def _ip(v: int) -> str:
 
 # ---- TNA limits -----------------------------------------------------------------------
 
-def test_tna_refuses_a_prime_maglev_size(small_cfg):
-    with pytest.raises(P4GenError, match=r"geometry\.maglev_size: 251 is not a power of two"):
-        render_tna(small_cfg)
-    with pytest.raises(P4GenError, match=r"geometry\.maglev_size"):
-        render_entries_bfrt(small_cfg, default_images(small_cfg))
+@pytest.mark.parametrize("m", [13, 251, 4093, 65521, 65537, 1048573])
+def test_tna_reduces_the_maglev_crc_mod_a_prime_by_lookup(m):
+    """tna_maglev_reduce (the program's lookups, add and conditional subtraction) equals
+    crc % M: exhaustively over the high half, at random and extreme low halves."""
+    g = _variant("small", maglev_size=m).geometry
+    tables = tna_maglev_mod_tables(g)
+    assert len(tables["maglev_mod_hi"]) == 1 << 16
+    assert ("maglev_mod_lo" in tables) == (m <= 1 << 16)
+    rng = np.random.default_rng(m)
+    his = np.arange(1 << 16, dtype=np.uint64)
+    for lo in (0, 1, m - 1 if m < 1 << 16 else 0xFFFF, 0xFFFF, *rng.integers(0, 1 << 16, 4)):
+        crc = his << np.uint64(16) | np.uint64(lo)
+        hi_part = np.array(tables["maglev_mod_hi"], dtype=np.uint64)
+        lo_part = np.uint64(tables["maglev_mod_lo"][lo] if m <= 1 << 16 else lo)
+        total = hi_part + lo_part
+        assert int(total.max()) < 2 * m
+        got = np.where(total >= m, total - np.uint64(m), total)
+        assert np.array_equal(got, crc % np.uint64(m)), lo
+    for crc in (0, 0xFFFFFFFF, *(int(x) for x in rng.integers(0, 1 << 32, 2000))):
+        assert tna_maglev_reduce(g, crc) == crc % m
+
+
+def test_tna_banks_the_maglev_memory_for_a_prime_size(small_cfg):
+    g = small_cfg.geometry
+    text = render_tna(small_cfg)
+    banks = re.findall(r"Register<maglev_word_t, maglev_index_t>\(MAGLEV_SIZE, 0\) (maglev\d+);",
+                       text)
+    assert banks == [f"maglev{k}" for k in range(g.pool_slots)]
+    assert "maglev_mod_hi_read.execute(ig_md.hash.maglev_crc[31:16])" in text
+    assert "maglev_mod_lo_read.execute(ig_md.hash.maglev_crc[15:0])" in text
+    images = default_images(small_cfg)
+    bfrt = render_entries_bfrt(small_cfg, images)
+    for addr in np.flatnonzero(images["maglev"])[:50]:
+        slot, index = divmod(int(addr), g.maglev_size)
+        assert (f"{INGRESS}.maglev{slot}.mod(REGISTER_INDEX={index}, "
+                f"f1={images['maglev'][addr]})") in bfrt
+    assert "maglev_mod_hi.mod(REGISTER_INDEX=i, f1=(i << 16) % 251)" in bfrt
+    large = _variant("large")
+    assert "maglev_mod_lo" not in render_tna(large)
+    assert "(bit<32>)ig_md.hash.maglev_crc[15:0];   // < 2^16 < M" in render_tna(large)
 
 
 def test_tna_refuses_full_key_mode():
