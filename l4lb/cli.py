@@ -147,6 +147,71 @@ def _trace(p: argparse.ArgumentParser) -> Handler:
     return run
 
 
+# ---- sim --------------------------------------------------------------------------
+
+@command("sim", "simulate DIP-selection policies against offered load (docs/sim.md)")
+def _sim(p: argparse.ArgumentParser) -> Handler:
+    p.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG.parent / "load_aware.toml"),
+                   help="TOML config; servers are the DIPs of its first VIP "
+                        "(default: examples/load_aware.toml)")
+    p.add_argument("--connections", type=int, default=100_000)
+    p.add_argument("--rho", type=float, nargs="+", default=[0.5, 0.7, 0.9])
+    p.add_argument("--policies", nargs="+", default=None, help="default: all")
+    p.add_argument("--arrivals", choices=["poisson", "bursty"], default="poisson")
+    p.add_argument("--sizes", choices=["exp", "pareto"], default="exp")
+    p.add_argument("--slow", action="store_true", help="the last DIP runs at half speed")
+    p.add_argument("--outage", action="store_true",
+                   help="the second-to-last DIP stalls for 0.5%% of the run")
+    p.add_argument("--no-commit", action="store_true", help="l4lb without the two-phase commit")
+    p.add_argument("--textbook", action="store_true",
+                   help="also print the balls-into-bins and M/M/1 checks")
+    p.add_argument("--seed", type=int, default=1)
+
+    def run(a: argparse.Namespace) -> int:
+        from model.sim import POLICIES, Scenario, make_workload, simulate
+
+        cfg = load_config(a.config)
+        n = len(cfg.vips[0].dips)
+        if a.textbook:
+            import numpy as np
+
+            from model.textbook import (
+                balls_into_bins,
+                fluid_max_load,
+                mm1_split_mean,
+                random_max_formula,
+                two_choice_max_formula,
+            )
+            rng = np.random.default_rng(a.seed)
+            for nb in (10**4, 10**5):
+                m1, m2 = (int(balls_into_bins(nb, d, rng).max()) for d in (1, 2))
+                print(f"balls into bins n={nb:,}: random max {m1} (fluid {fluid_max_load(nb, 1)}"
+                      f", ln n/ln ln n {random_max_formula(nb):.2f}); two choices max {m2} "
+                      f"(fluid {fluid_max_load(nb, 2)}, ln ln n/ln 2 "
+                      f"{two_choice_max_formula(nb):.2f} + O(1))")
+            s = Scenario(connections=a.connections, rho=0.8, seed=a.seed)
+            w = make_workload(cfg, s)
+            r, j = (simulate(cfg, s, pol, workload=w) for pol in ("random", "jsq"))
+            print(f"M/M/1 x {n} at rho 0.8: random split {r.mean:.3f} vs 1/(mu - lam/n) "
+                  f"{mm1_split_mean(0.8 * n, n):.3f}; JSQ {j.mean:.3f}")
+        speeds = (1.0,) * (n - 1) + (0.5,) if a.slow else None
+        outage = (max(0, n - 2), 0.40, 0.405) if a.outage else None
+        pols = a.policies or list(POLICIES)
+        print(f"{'rho':>5} {'policy':12s} {'mean':>9} {'p99':>9} {'p99.9':>9} "
+              f"{'active':>7} {'busiest':>7} {'peak':>5} {'PCC':>4}")
+        for rho in a.rho:
+            s = Scenario(connections=a.connections, rho=rho, arrivals=a.arrivals,
+                         sizes=a.sizes, speeds=speeds, outage=outage, seed=a.seed)
+            w = make_workload(cfg, s)
+            for pol in pols:
+                r = simulate(cfg, s, pol, workload=w, two_phase=not a.no_commit)
+                pcc = str(r.pcc_violations) if pol == "l4lb" else "-"
+                print(f"{rho:5.2f} {pol:12s} {r.mean:9.3f} {r.p99:9.2f} {r.p999:9.2f} "
+                      f"{r.active_mean:7.2f} {r.active_max:7.2f} {r.active_peak:5d} {pcc:>4}")
+        return 0
+    return run
+
+
 def _optional(name: str, module: str, attr: str, help: str, extra=None) -> None:
     """Subcommands implemented by other layers (hdl, codegen, scripts)."""
 
