@@ -253,6 +253,16 @@ _optional("bench", "l4lb.bench", "cli_bench",
           "run the model/Maglev/ConnTable benchmarks and write docs/bench.json", _bench_args)
 
 
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    from l4lb.replay import add_arguments
+    add_arguments(p)
+
+
+_optional("replay", "l4lb.replay", "cli_replay",
+          "run a pcap capture through the frame model and write the output frames "
+          "(docs/frames.md)", _replay_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l4lb", description="Stateful L4 load balancer: model, RTL, P4 and HLS C++ "

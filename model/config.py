@@ -21,6 +21,8 @@ __all__ = [
     "Vip",
     "Geometry",
     "Salts",
+    "FramePolicy",
+    "FRAME_ACTIONS",
     "Config",
     "load_config",
     "parse_config",
@@ -213,6 +215,27 @@ class Salts:
                    maglev_skip=d["maglev_skip"])
 
 
+#: What a frame datapath does with a frame the parser does not hand to the data plane.
+FRAME_ACTIONS = ("forward", "drop")
+
+
+@dataclass(frozen=True)
+class FramePolicy:
+    """The ``[frames]`` table: forward or drop each class of frame that is not a
+    well-formed IPv4 TCP/UDP frame (:class:`model.parse.Reason`, docs/frames.md).
+
+    ``malformed`` applies to every reason other than ``ok``; ``overrides`` holds
+    ``(reason key, action)`` pairs that replace it for one reason. Never rewritten.
+    """
+
+    malformed: str = "forward"
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def action(self, reason: str) -> str:
+        """``"forward"`` or ``"drop"`` for a reason key (``"bad_ip_checksum"``)."""
+        return dict(self.overrides).get(reason, self.malformed)
+
+
 @dataclass(frozen=True)
 class Config:
     """A validated l4lb description."""
@@ -223,6 +246,7 @@ class Config:
     vips: tuple[Vip, ...]
     source: str = "<string>"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    frames: FramePolicy = field(default_factory=FramePolicy)
 
     @property
     def all_dips(self) -> list[Dip]:
@@ -427,12 +451,28 @@ def _vip(raw: Any, i: int, geo: Geometry) -> Vip:
                dips=tuple(dips), policy=policy)
 
 
+def _frames(raw: Any) -> FramePolicy:
+    from .parse import Reason
+
+    f = _table(raw, "frames")
+    reasons = [r.key for r in Reason if r != Reason.OK]
+    _check_keys(f, {"malformed", *reasons}, "frames")
+
+    def act(key: str) -> str:
+        v = f[key]
+        if not isinstance(v, str) or v not in FRAME_ACTIONS:
+            raise ConfigError(f"frames.{key}: expected one of {list(FRAME_ACTIONS)}, got {v!r}")
+        return v
+
+    malformed = act("malformed") if "malformed" in f else FramePolicy.malformed
+    return FramePolicy(malformed, tuple((k, act(k)) for k in reasons if k in f))
+
 
 def parse_config(data: dict, source: str = "<string>") -> Config:
     """Validate a parsed TOML document and return a :class:`Config`."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a table, got {data!r}")
-    _check_keys(data, {"name", "geometry", "salts", "vip"}, "")
+    _check_keys(data, {"name", "geometry", "salts", "vip", "frames"}, "")
     geo = _geometry(data.get("geometry", {}))
     salts = _salts(data.get("salts", {}), geo)
     vips_raw = data.get("vip")
@@ -461,7 +501,7 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         vips.append(vip)
     cfg = Config(
         name=str(data.get("name", "l4lb")), geometry=geo, salts=salts, vips=tuple(vips),
-        source=source,
+        source=source, frames=_frames(data.get("frames", {})),
     )
     n_dips = len(cfg.all_dips)
     if n_dips > geo.dip_capacity:

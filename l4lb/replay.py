@@ -1,0 +1,195 @@
+"""``l4lb replay CONFIG capture.pcap -o out.pcap``: a capture through the frame model.
+
+Every frame goes through :class:`model.frame.FrameDataPlane` in capture order, with a
+live :class:`model.controlplane.ControlPlane` behind it that learns the misses and
+inserts them, the way :mod:`model.trace` does: the learn stream reaches the control
+plane at once, and every ``chunk`` frames the control plane inserts the connections
+learned more than ``insert_delay`` frames ago (its insertion latency) and deletes
+connections idle for more than ``idle_timeout`` seconds of capture time (FIN and RST
+of a connection in the table delete it through the data plane's close report).
+Output frames keep their input timestamps; dropped frames are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.config import Config, load_config
+from model.controlplane import ControlPlane
+from model.frame import FrameDataPlane
+from model.hashing import FiveTuple
+from model.layout import Action
+from model.parse import Reason
+
+from .pcap import PcapError, PcapWriter, read_pcap
+
+__all__ = ["ReplayParams", "ReplayReport", "replay_pcap", "add_arguments", "cli_replay"]
+
+
+@dataclass(frozen=True)
+class ReplayParams:
+    """Control-plane timing and progress reporting of a replay."""
+
+    insert_delay: int = 16          # frames between a learn and its insertion
+    chunk: int = 8                  # frames per control-plane round
+    idle_timeout: float = 60.0      # capture seconds; 0 disables idle deletes
+    progress_every: int = 100_000   # frames between progress lines; 0: none by count
+    progress_seconds: float = 5.0   # wall seconds between progress lines; 0: none by time
+
+
+@dataclass
+class ReplayReport:
+    """Counters of one replay (JSON via :func:`dataclasses.asdict`)."""
+
+    config: str
+    capture: str
+    output: str
+    frames_in: int = 0
+    frames_out: int = 0
+    rewritten: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    control_plane: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_in / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), frames_per_second=self.frames_per_second)
+
+    def format(self) -> str:
+        o = self.outcomes
+        lines = [
+            f"l4lb replay: {self.capture} -> {self.output} (config {self.config!r})",
+            f"  frames: {self.frames_in:,} in, {self.frames_out:,} out, "
+            f"{self.rewritten:,} rewritten, {self.frames_in - self.frames_out:,} dropped; "
+            f"{self.seconds:.2f} s, {self.frames_per_second:,.0f} frames/s",
+            "  per reason (parser):",
+            *(f"    {k:18s} {v:10,}" for k, v in self.reasons.items()),
+            "  per decision (data plane, or the [frames] policy for the others):",
+            *(f"    {k:18s} {v:10,}" for k, v in self.decisions.items()),
+            "  per outcome:",
+            f"    {'lb (rewritten)':28s} {o['lb']:10,}",
+            f"    {'forward (not a VIP)':28s} {o['forward']:10,}",
+            f"    {'drop (no valid pool slot)':28s} {o['drop']:10,}",
+            f"    {'other reason, forwarded':28s} {o['malformed_forward']:10,}",
+            f"    {'other reason, dropped':28s} {o['malformed_drop']:10,}",
+            "  control plane: " + ", ".join(f"{k} {v:,}" for k, v in
+                                            self.control_plane.items()),
+        ]
+        return "\n".join(lines)
+
+
+def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
+                params: ReplayParams = ReplayParams(),
+                progress: Callable[[str], None] | None = None) -> ReplayReport:
+    """Run every frame of ``capture`` through the model; write the output frames."""
+    cp = ControlPlane(cfg)
+    cp.install()
+    fdp = FrameDataPlane(cfg, cp.mem)
+    rep = ReplayReport(cfg.name, str(capture), str(output))
+    decisions = dict.fromkeys((a.name.lower() for a in Action), 0)
+    decisions |= {"learn": 0, "close": 0}
+    last_seen: OrderedDict[FiveTuple, float] = OrderedDict()
+    idle_deleted = 0
+    t0 = last_print = time.perf_counter()
+    i = -1
+    with PcapWriter(output) as w:
+        for i, rec in enumerate(read_pcap(capture)):
+            r = fdp.decide(rec.data)
+            d = r.decision
+            decisions[Action(d.action).name.lower()] += 1
+            if r.out is not None:
+                w.write(r.out, rec.sec, rec.nsec, rec.orig_len)
+            if d.action == Action.LB:
+                key = r.packet.key
+                decisions["learn"] += d.learn
+                decisions["close"] += d.close
+                if d.learn or d.close:
+                    cp.observe(key, d, seq=i)
+                last_seen[key] = rec.time
+                last_seen.move_to_end(key)
+            if i % params.chunk == params.chunk - 1:
+                if params.idle_timeout > 0:
+                    while last_seen:
+                        key, seen = next(iter(last_seen.items()))
+                        if seen >= rec.time - params.idle_timeout:
+                            break
+                        del last_seen[key]
+                        idle_deleted += int(cp.delete(key))
+                cp.seq = i
+                cp.insert_pending(older_than=i - params.insert_delay)
+            if progress is not None:
+                now = time.perf_counter()
+                if ((params.progress_every and (i + 1) % params.progress_every == 0)
+                        or (params.progress_seconds and now - last_print
+                            >= params.progress_seconds)):
+                    last_print = now
+                    progress(f"l4lb replay: {i + 1:,} frames, {(i + 1) / (now - t0):,.0f} "
+                             f"frames/s, {fdp.actions['lb']:,} rewritten")
+        rep.frames_out = w.count
+    rep.seconds = time.perf_counter() - t0
+    cp.insert_pending()   # the CPU catches up (changes no output frame)
+    rep.frames_in = i + 1
+    rep.rewritten = fdp.actions["lb"]
+    rep.reasons = {r.key: fdp.reasons[r] for r in Reason}
+    rep.decisions = decisions
+    rep.outcomes = dict(fdp.actions)
+    rep.control_plane = {"learned": cp.stats["learned"], "inserted": cp.stats["inserted"],
+                         "stashed": cp.stats["stashed"], "deleted": cp.stats["deleted"],
+                         "idle_deleted": idle_deleted,
+                         "connections_at_end": len(cp.conn_version)}
+    return rep
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``l4lb replay`` (registered in ``l4lb/cli.py``)."""
+    d = ReplayParams()
+    p.add_argument("config", help="TOML config file")
+    p.add_argument("capture", help="input pcap (Ethernet link type)")
+    p.add_argument("-o", "--output", required=True, help="output pcap")
+    p.add_argument("--insert-delay", type=int, default=d.insert_delay,
+                   help=f"frames between a learn and its insertion (default {d.insert_delay})")
+    p.add_argument("--chunk", type=int, default=d.chunk,
+                   help=f"frames per control-plane round (default {d.chunk})")
+    p.add_argument("--idle-timeout", type=float, default=d.idle_timeout,
+                   help="delete connections idle this many capture seconds "
+                        f"(default {d.idle_timeout:g}; 0: never)")
+    p.add_argument("--progress", type=int, default=d.progress_every,
+                   help=f"a progress line on stderr every N frames (default "
+                        f"{d.progress_every:,}) and every {d.progress_seconds:g} s; 0: none")
+    p.add_argument("--json", default=None, help="also write the counters as JSON here")
+
+
+def cli_replay(a: argparse.Namespace) -> int:
+    """``l4lb replay CONFIG capture.pcap -o out.pcap``."""
+    cfg = load_config(a.config)
+    if a.chunk < 1 or a.insert_delay < 0:
+        print(f"l4lb replay: error: --chunk must be >= 1 and --insert-delay >= 0, got "
+              f"{a.chunk} and {a.insert_delay}", file=sys.stderr)
+        return 2
+    params = ReplayParams(insert_delay=a.insert_delay, chunk=a.chunk,
+                          idle_timeout=a.idle_timeout, progress_every=max(a.progress, 0),
+                          progress_seconds=ReplayParams.progress_seconds if a.progress
+                          else 0.0)
+    try:
+        rep = replay_pcap(cfg, a.capture, a.output, params,
+                          progress=lambda s: print(s, file=sys.stderr, flush=True))
+    except (OSError, PcapError) as e:
+        print(f"l4lb replay: error: {e}", file=sys.stderr)
+        return 1
+    print(rep.format())
+    if a.json:
+        Path(a.json).write_text(json.dumps(rep.to_dict(), indent=2) + "\n")
+    return 0

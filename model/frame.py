@@ -1,0 +1,149 @@
+"""Frames in, frames out: the parser, the data plane and the destination rewrite.
+
+:meth:`FrameDataPlane.process_frame` is the frame-level specification (docs/frames.md)
+that every frame datapath follows:
+
+* a frame the parser (:func:`model.parse.parse_frame`) does not accept is forwarded
+  byte for byte or dropped, as the config's ``[frames]`` policy says for its reason;
+  its decision is ``Decision()`` (FORWARD) or ``Decision(action=DROP)``;
+* a well-formed IPv4 TCP/UDP frame is decided by :meth:`model.pipeline.DataPlane.process`:
+  FORWARD (not a VIP) returns it byte for byte, DROP returns ``None``, LB returns it
+  with the destination address and port replaced by the DIP's and the checksums
+  updated incrementally (:func:`rewrite_destination`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .layout import Action, Memories
+from .parse import PROTO_TCP, PROTO_UDP, ParsedFrame, Reason, parse_frame
+from .pipeline import DataPlane, Decision, Packet
+
+__all__ = ["FrameDataPlane", "FrameResult", "csum16_replace", "rewrite_destination",
+           "DROP_DECISION"]
+
+#: The decision reported for a frame the ``[frames]`` policy drops.
+DROP_DECISION = Decision(action=Action.DROP)
+_FORWARD_DECISION = Decision()
+
+
+def _fold(s: int) -> int:
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def csum16_replace(csum: int, old: tuple[int, ...], new: tuple[int, ...]) -> int:
+    """RFC 1624 eqn. 3, ``HC' = ~(~HC + ~m + m')``, for the 16-bit words ``old`` (m)
+    replaced by ``new`` (m'), in ones'-complement arithmetic (end-around carry)."""
+    s = (~csum & 0xFFFF) + sum(~m & 0xFFFF for m in old) + sum(new)
+    return ~_fold(s) & 0xFFFF
+
+
+def _words32(x: int) -> tuple[int, int]:
+    return x >> 16, x & 0xFFFF
+
+
+def rewrite_destination(frame: bytes, parsed: ParsedFrame, dip_ip: int, dip_port: int
+                        ) -> bytes:
+    """The frame with destination address and port set to ``(dip_ip, dip_port)``.
+
+    Only these bytes change: the IPv4 destination address and header checksum, the
+    TCP/UDP destination port and checksum. The IPv4 header checksum is updated over the
+    two address words; the TCP/UDP checksum over the address words (pseudo-header) and
+    the port. A UDP checksum of 0 (none, RFC 768) stays 0; an updated UDP checksum of
+    0 is sent as 0xFFFF (its other ones'-complement form). Ethernet padding, IPv4
+    options and payload are untouched."""
+    pkt = parsed.packet
+    assert pkt is not None and parsed.ok, "rewrite of a frame that was not parsed OK"
+    l3, l4 = parsed.l3, parsed.l4
+    out = bytearray(frame)
+    old_ip, new_ip = _words32(pkt.dst_ip), _words32(dip_ip)
+    ip_csum = int.from_bytes(frame[l3 + 10:l3 + 12], "big")
+    out[l3 + 10:l3 + 12] = csum16_replace(ip_csum, old_ip, new_ip).to_bytes(2, "big")
+    out[l3 + 16:l3 + 20] = dip_ip.to_bytes(4, "big")
+    at = l4 + (16 if pkt.proto == PROTO_TCP else 6)
+    l4_csum = int.from_bytes(frame[at:at + 2], "big")
+    if pkt.proto == PROTO_TCP or l4_csum != 0:
+        c = csum16_replace(l4_csum, (*old_ip, pkt.dst_port), (*new_ip, dip_port))
+        if pkt.proto == PROTO_UDP and c == 0:
+            c = 0xFFFF
+        out[at:at + 2] = c.to_bytes(2, "big")
+    out[l4 + 2:l4 + 4] = dip_port.to_bytes(2, "big")
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One frame's outcome: output (None: dropped), decision, reason, parsed packet."""
+
+    out: bytes | None
+    decision: Decision
+    reason: Reason
+    packet: Packet | None = None
+
+
+class FrameDataPlane:
+    """A :class:`~model.pipeline.DataPlane` behind the frame parser and rewriter.
+
+    Parameters
+    ----------
+    cfg : Config
+        Gives the ``[frames]`` policy (and the geometry when ``dataplane`` is None).
+    mem : Memories, optional
+        The data plane's memories (a fresh :class:`DataPlane` is built on them).
+    dataplane : DataPlane, optional
+        Use this data plane (sharing its memories and TransitTable state).
+
+    Members
+    -------
+    reasons : dict[Reason, int]
+        Frames seen per parser reason.
+    actions : dict[str, int]
+        Frames per outcome: ``lb``, ``forward`` (not a VIP), ``drop`` (no valid slot),
+        ``malformed_forward`` and ``malformed_drop`` (the policy's).
+    """
+
+    def __init__(self, cfg: Config, mem: Memories | None = None,
+                 dataplane: DataPlane | None = None):
+        if dataplane is None:
+            if mem is None:
+                raise ValueError("FrameDataPlane needs mem or dataplane, got neither")
+            dataplane = DataPlane(cfg, mem)
+        self.cfg = cfg
+        self.dp = dataplane
+        self.drop_reason = {r: cfg.frames.action(r.key) == "drop" for r in Reason
+                            if r != Reason.OK}
+        self.reasons: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.actions: dict[str, int] = dict.fromkeys(
+            ("lb", "forward", "drop", "malformed_forward", "malformed_drop"), 0)
+
+    def process_frame(self, frame: bytes) -> tuple[bytes | None, Decision, Reason]:
+        """Decide one frame: (output frame or None for a drop, decision, reason)."""
+        r = self.decide(frame)
+        return r.out, r.decision, r.reason
+
+    def decide(self, frame: bytes) -> FrameResult:
+        """:meth:`process_frame` with the parsed packet (for the learn stream)."""
+        parsed = parse_frame(frame)
+        reason = parsed.reason
+        self.reasons[reason] += 1
+        if reason != Reason.OK:
+            if self.drop_reason[reason]:
+                self.actions["malformed_drop"] += 1
+                return FrameResult(None, DROP_DECISION, reason)
+            self.actions["malformed_forward"] += 1
+            return FrameResult(frame, _FORWARD_DECISION, reason)
+        pkt = parsed.packet
+        d = self.dp.process(pkt)
+        if d.action == Action.LB:
+            self.actions["lb"] += 1
+            out = rewrite_destination(frame, parsed, d.dip_ip, d.dip_port)
+            return FrameResult(out, d, reason, pkt)
+        if d.action == Action.DROP:
+            self.actions["drop"] += 1
+            return FrameResult(None, d, reason, pkt)
+        self.actions["forward"] += 1
+        return FrameResult(frame, d, reason, pkt)
