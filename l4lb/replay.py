@@ -78,7 +78,10 @@ class ReplayReport:
             "  per reason (parser):",
             *(f"    {k:18s} {v:10,}" for k, v in self.reasons.items()),
             "  per decision (data plane, or the [frames] policy for the others):",
-            *(f"    {k:18s} {v:10,}" for k, v in self.decisions.items()),
+            *(f"    {k:18s} {v:10,}" for k, v in self.decisions.items()
+              if k not in ("learn", "close")),
+            f"    {'learn reports':18s} {self.decisions['learn']:10,}",
+            f"    {'close reports':18s} {self.decisions['close']:10,}",
             "  per outcome:",
             f"    {'lb (rewritten)':28s} {o['lb']:10,}",
             f"    {'forward (not a VIP)':28s} {o['forward']:10,}",
