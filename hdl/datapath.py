@@ -1,0 +1,294 @@
+"""Frames in, frames out: parser, frame buffer, the core, and the rewriter.
+
+:class:`FrameDatapath` follows :meth:`model.frame.FrameDataPlane.process_frame` byte for
+byte (docs/frames.md, docs/datapath.md)::
+
+    s ──┬─> frame buffer (beats, block RAM) ──────────────────────────┐
+        └─> FrameParser ──> record queue ─────────────────────────┐   │
+                        └─> packet queue ─> L4LBCore ─> dec ──> Rewriter ──> m
+                                        wr ─┘        └─> learn
+
+Every accepted beat is written into the frame buffer and seen by the parser; a frame's
+record (its reason, the policy's verdict, the rewrite offsets and partial checksums)
+goes into the record queue, and a well-formed frame (reason OK, no rx error, not
+oversize) also goes to the core as a parsed packet. The rewriter takes the records in
+order, with the core's decision where there is one, and passes each frame's beats from
+the buffer: dropped, forwarded, or rewritten. Frames therefore leave in input order;
+set-aside frames never reach the core (no TransitTable update, no learn event).
+
+**Flow control.** ``s.ready`` is high while the frame buffer has room (its own
+registered ``w.ready``) and while fewer than ``frame_slots - 4`` frames are between
+their last input beat and the end of their output (a count kept from registered events,
+compared into a flip-flop). That bound keeps both queues (``frame_slots`` records each)
+from overflowing whatever the core and ``m`` do. The parser itself never stalls.
+
+**Sizes.** A frame's decision is ready ``decision_delay`` cycles after its last beat
+(parser, packet queue, core); to run at full rate the buffer must hold one frame of
+``max_frame`` bytes plus the beats that arrive in that time, and the queues the frames
+that end in that time::
+
+    decision_delay = PARSE_LATENCY + queue latency + core.latency
+    buffer_beats  >= ceil(max_frame / W) + decision_delay + REWRITE_LATENCY + 8
+    frame_slots   >= decision_delay + REWRITE_LATENCY + 8
+
+(both rounded up by :class:`~hdl.fifo.BlockRamFifo` to a power of two minus 4). A frame
+longer than ``max_frame`` bytes is dropped (its beats past the limit are not stored,
+so it cannot fill the buffer), as is a frame with ``user`` set on any beat (an error
+the MAC saw); they are counted as ``oversize`` and ``rx_errors``.
+"""
+
+from collections.abc import Mapping, Sequence
+
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.config import Config
+from model.parse import PROTO_TCP, Reason
+
+from .core import DEFAULT_HASH_STAGES, L4LBCore
+from .fifo import BlockRamFifo
+from .layouts import counters_layout, learn_layout, packet_layout, write_layout
+from .parser import PARSE_LATENCY, FrameParser, beat_layout, check_beat_width
+from .rewriter import RECORD_LAYOUT, REWRITE_LATENCY, Rewriter
+
+__all__ = ["FrameDatapath", "frame_counters_layout", "FRAME_COUNTERS"]
+
+#: Frame counters besides the per-reason ones.
+FRAME_COUNTERS = ("rx_errors", "oversize", "frames_out", "frames_dropped", "frames_rewritten")
+
+_QUEUE_LATENCY = 8      # BlockRamFifo: write to r.valid
+_SLACK = 8
+
+
+def frame_counters_layout(width: int) -> data.StructLayout:
+    """Per-reason frame counts (index = :class:`~model.parse.Reason` value; rx-error and
+    oversize frames are counted apart, not by reason) and the outcome counters."""
+    return data.StructLayout({"reasons": data.ArrayLayout(width, len(Reason))}
+                             | {n: width for n in FRAME_COUNTERS})
+
+
+class FrameDatapath(wiring.Component):
+    """The l4lb data plane on Ethernet frames (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : Config
+        Configuration: geometry, salts and the ``[frames]`` policy.
+    width : int
+        Bytes per beat (8, 16, 32 or 64).
+    max_frame : int
+        Longest frame in bytes (without FCS) that is processed; longer ones are dropped.
+    hash_stages, learn_fifo_depth, counter_width, init_images
+        Passed to :class:`~hdl.core.L4LBCore`.
+
+    Members
+    -------
+    s : ``In(stream.Signature(beat_layout(width)))``
+        Frames in (``keep`` all ones but on a frame's last beat, which holds a run of
+        ones from lane 0; ``user`` = frame error).
+    m : ``Out(stream.Signature(beat_layout(width)))``
+        Frames out, in input order (``user`` = 0).
+    wr : ``In(stream.Signature(write_layout(geo)))``
+        Control-plane table writes (the core's port).
+    learn : ``Out(stream.Signature(learn_layout(geo)))``
+        Learn events (the core's).
+    counters : ``Out(counters_layout(counter_width))``
+        The core's counters.
+    frame_counters : ``Out(frame_counters_layout(counter_width))``
+        Frames per parser reason, rx errors, oversize, out, dropped, rewritten.
+
+    Raises
+    ------
+    TypeError
+        If ``cfg`` is not a :class:`~model.config.Config`.
+    ValueError
+        If ``width``, ``max_frame`` or a core parameter is out of range.
+    """
+
+    def __init__(self, cfg: Config, width: int, *, max_frame: int = 1536,
+                 hash_stages: int = DEFAULT_HASH_STAGES, learn_fifo_depth: int = 16,
+                 counter_width: int = 48,
+                 init_images: Mapping[str, Sequence[int]] | None = None):
+        check_beat_width(width)
+        if not isinstance(max_frame, int) or not 64 <= max_frame <= 65535:
+            raise ValueError(f"max_frame must be an integer within 64..65535, not {max_frame!r}")
+        if not isinstance(cfg, Config):
+            raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
+        self.core = L4LBCore(cfg, hash_stages=hash_stages, meta_width=1,
+                             learn_fifo_depth=learn_fifo_depth, counter_width=counter_width,
+                             init_images=init_images)
+        self.parser = FrameParser(width, max_frame)
+        self._cfg = cfg
+        self._width = width
+        self._max_frame = max_frame
+        self._counter_width = counter_width
+        g = cfg.geometry
+        super().__init__({
+            "s": In(stream.Signature(beat_layout(width))),
+            "m": Out(stream.Signature(beat_layout(width))),
+            "wr": In(stream.Signature(write_layout(g))),
+            "learn": Out(stream.Signature(learn_layout(g))),
+            "counters": Out(counters_layout(counter_width)),
+            "frame_counters": Out(frame_counters_layout(counter_width)),
+        })
+
+    # ---- static properties ------------------------------------------------------------
+    @property
+    def cfg(self) -> Config:
+        return self._cfg
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    @property
+    def max_beats(self) -> int:
+        """Beats of the longest processed frame."""
+        return -(-self._max_frame // self._width)
+
+    @property
+    def decision_delay(self) -> int:
+        """Cycles from a frame's last beat in to its decision at the rewriter."""
+        return PARSE_LATENCY + _QUEUE_LATENCY + self.core.latency
+
+    @property
+    def frame_slots(self) -> int:
+        """Frames the record and packet queues hold (frames in flight at most + 4)."""
+        return BlockRamFifo.capacity_for(self.decision_delay + REWRITE_LATENCY + _SLACK)
+
+    @property
+    def buffer_beats(self) -> int:
+        """Beats the frame buffer holds."""
+        return BlockRamFifo.capacity_for(self.max_beats + self.decision_delay
+                                         + REWRITE_LATENCY + _SLACK)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the first (and last) beat of a one-beat frame in to its first beat
+        out, without backpressure: the decision delay, the rewriter, one cycle into the
+        rewriter's input."""
+        return self.decision_delay + REWRITE_LATENCY
+
+    @property
+    def policy_drops(self) -> tuple[Reason, ...]:
+        """The reasons the ``[frames]`` policy drops."""
+        return tuple(r for r in Reason if r != Reason.OK
+                     and self._cfg.frames.action(r.key) == "drop")
+
+    # ---- elaboration ----------------------------------------------------------------
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        W = self._width
+        m.submodules.core = core = self.core
+        m.submodules.parser = parser = self.parser
+        bl = beat_layout(W)
+        buf = BlockRamFifo(bl.size, self.buffer_beats)
+        recq = BlockRamFifo(RECORD_LAYOUT.size, self.frame_slots)
+        pktq = BlockRamFifo(packet_layout(1).size, self.frame_slots)
+        assert buf.capacity == self.buffer_beats and recq.capacity == self.frame_slots
+        assert recq.latency == _QUEUE_LATENCY
+        m.submodules.frame_buffer = buf
+        m.submodules.record_queue = recq
+        m.submodules.packet_queue = pktq
+        m.submodules.rewriter = rw = Rewriter(W)
+
+        # ---- input: credits for frames in flight; the buffer's own ready ---------------
+        K = self.frame_slots
+        inflight = Signal(range(K + 8))
+        room = Signal()
+        take = Signal()
+        take_last = Signal()
+        m.d.comb += [
+            self.s.ready.eq(buf.w.ready & room),
+            take.eq(self.s.valid & self.s.ready),
+            take_last.eq(take & self.s.payload.last),
+        ]
+        done = rw.frame_done
+        with m.If(take_last & ~done):
+            m.d.sync += inflight.eq(inflight + 1)
+        with m.Elif(done & ~take_last):
+            m.d.sync += inflight.eq(inflight - 1)
+        m.d.sync += room.eq(inflight < K - 4)
+
+        # beats past max_beats of an oversize frame are not stored (its last one is)
+        bcount = Signal(range(self.max_beats + 2))
+        with m.If(take):
+            m.d.sync += bcount.eq(0)
+            with m.If(~self.s.payload.last & (bcount <= self.max_beats)):
+                m.d.sync += bcount.eq(bcount + 1)
+        m.d.comb += [
+            buf.w.valid.eq(self.s.valid & room
+                           & (self.s.payload.last | (bcount < self.max_beats))),
+            buf.w.payload.eq(self.s.payload),
+            parser.beat.valid.eq(take),
+            parser.beat.payload.eq(self.s.payload),
+        ]
+
+        # ---- parser records: the policy; to the record queue and the core -------------
+        f = parser.frame.payload
+        drop_mask = 0
+        for r in self.policy_drops:
+            drop_mask |= 1 << r
+        policy_drop = Signal()
+        m.d.comb += policy_drop.eq(Const(drop_mask, len(Reason)).bit_select(f.reason, 1))
+        ok = Signal()
+        m.d.comb += ok.eq((f.reason == Reason.OK) & ~f.rx_error & ~f.oversize)
+        rec = Signal(RECORD_LAYOUT)
+        m.d.comb += [
+            rec.drop.eq(f.rx_error | f.oversize | policy_drop),
+            rec.core.eq(ok),
+            rec.tags.eq(f.tags), rec.ihl.eq(f.ihl),
+            rec.tcp.eq(f.key.proto == PROTO_TCP),
+            rec.udp_zero.eq(f.l4_csum == 0),
+            rec.ip_part.eq(f.ip_part), rec.l4_part.eq(f.l4_part),
+            recq.w.valid.eq(parser.frame.valid),
+            recq.w.payload.eq(rec),
+            pktq.w.valid.eq(parser.frame.valid & ok),
+        ]
+        pkt = Signal(packet_layout(1))
+        m.d.comb += [pkt.key.eq(f.key), pkt.tcp_flags.eq(f.tcp_flags),
+                     pktq.w.payload.eq(pkt)]
+        pq = pktq.r
+        m.d.comb += [core.pkt.valid.eq(pq.valid), core.pkt.payload.eq(pq.payload),
+                     pq.ready.eq(core.pkt.ready)]
+        wiring.connect(m, wiring.flipped(self.wr), core.wr)
+        wiring.connect(m, core.learn, wiring.flipped(self.learn))
+        m.d.comb += self.counters.eq(core.counters)
+
+        # ---- rewriter ------------------------------------------------------------------
+        d = core.dec.payload
+        wiring.connect(m, recq.r, rw.rec)
+        wiring.connect(m, buf.r, rw.beats)
+        m.d.comb += [
+            rw.dec.valid.eq(core.dec.valid),
+            rw.dec.payload.action.eq(d.action),
+            rw.dec.payload.ip.eq(d.out_dst_ip),
+            rw.dec.payload.port.eq(d.out_dst_port),
+            core.dec.ready.eq(rw.dec.ready),
+        ]
+        wiring.connect(m, rw.m, wiring.flipped(self.m))
+
+        # ---- frame counters -------------------------------------------------------------
+        fc = self.frame_counters
+        fv = parser.frame.valid
+        clean = fv & ~f.rx_error & ~f.oversize
+        for r in Reason:
+            with m.If(clean & (f.reason == r)):
+                m.d.sync += fc.reasons[r].eq(fc.reasons[r] + 1)
+        events = {
+            "rx_errors": fv & f.rx_error,
+            "oversize": fv & f.oversize & ~f.rx_error,
+            "frames_out": done & ~rw.frame_dropped,
+            "frames_dropped": rw.frame_dropped,
+            "frames_rewritten": rw.frame_rewritten,
+        }
+        for name, ev in events.items():
+            c = getattr(fc, name)
+            with m.If(ev):
+                m.d.sync += c.eq(c + 1)
+        return m
