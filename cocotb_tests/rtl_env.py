@@ -38,7 +38,8 @@ BUILD_ROOT = ROOT / "build" / "cocotb"
 WAIVERS = BENCH_DIR / "verilator_waivers.vlt"
 TOPLEVEL = "l4lb_core"
 
-__all__ = ["setup_verilator", "waves_enabled", "Build", "build_core", "run_cocotb",
+__all__ = ["setup_verilator", "waves_enabled", "Build", "build_core", "build_datapath",
+           "run_cocotb",
            "verilator_lint", "ROOT", "WAIVERS"]
 
 
@@ -110,6 +111,7 @@ class Build:
     info: dict
     config_path: Path
     waves: bool
+    toplevel: str = TOPLEVEL
 
     @property
     def latency(self) -> int:
@@ -120,46 +122,74 @@ def build_core(config_path: str | Path, *, hash_stages: int | None = None,
                meta_width: int = 32, waves: bool | None = None) -> Build:
     """Generate ``l4lb_core.v`` for a config and build it with Verilator (cached)."""
     from hdl.core import DEFAULT_HASH_STAGES
-    from hdl.export import MODULE_NAME
-    from model.config import load_config
+    from hdl.export import MODULE_NAME, write_verilog
 
     if hash_stages is None:
         hash_stages = DEFAULT_HASH_STAGES
+
+    def generate(cfg, build_dir: Path) -> Path:
+        return write_verilog(cfg, build_dir, hash_stages=hash_stages, meta_width=meta_width)
+
+    return _cached_build(config_path, MODULE_NAME, {"hash_stages": hash_stages,
+                                                    "meta_width": meta_width},
+                         generate, waves)
+
+
+def build_datapath(config_path: str | Path, width: int, *, hash_stages: int | None = None,
+                   max_frame: int = 1536, waves: bool | None = None) -> Build:
+    """Generate ``l4lb_datapath.v`` (AXI4-Stream frame datapath, ``width``-byte beats)
+    for a config and build it with Verilator (cached)."""
+    from hdl.core import DEFAULT_HASH_STAGES
+    from hdl.datapath_top import DATAPATH_MODULE, write_datapath_verilog
+
+    if hash_stages is None:
+        hash_stages = DEFAULT_HASH_STAGES
+
+    def generate(cfg, build_dir: Path) -> Path:
+        return write_datapath_verilog(cfg, build_dir, width, max_frame=max_frame,
+                                      hash_stages=hash_stages)
+
+    return _cached_build(config_path, DATAPATH_MODULE,
+                         {"hash_stages": hash_stages, "width": width, "max_frame": max_frame},
+                         generate, waves)
+
+
+def _cached_build(config_path: str | Path, toplevel: str, params: dict, generate,
+                  waves: bool | None) -> Build:
+    from model.config import load_config
+
     config_path = Path(config_path).resolve()
     waves = waves_enabled() if waves is None else waves
     cfg = load_config(config_path)
     key = hashlib.sha256(json.dumps({
         "config": config_path.read_text(),
-        "hash_stages": hash_stages,
-        "meta_width": meta_width,
+        "toplevel": toplevel,
+        **params,
         "waves": os.environ.get("L4LB_WAVES", "1") if waves else False,
         "hdl": _sources_digest(),
         "python": sys.version,
     }, sort_keys=True).encode()).hexdigest()[:16]
-    build_dir = BUILD_ROOT / f"{cfg.name}-{key}"
+    prefix = "" if toplevel == TOPLEVEL else f"{toplevel}-"
+    build_dir = BUILD_ROOT / f"{prefix}{cfg.name}-{key}"
     stamp = build_dir / "build.ok"
-    verilog = build_dir / f"{MODULE_NAME}.v"
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     # one builder per configuration, also across pytest-xdist workers
-    with open(BUILD_ROOT / f"{cfg.name}-{key}.lock", "w") as lock:
+    with open(BUILD_ROOT / f"{prefix}{cfg.name}-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not stamp.exists():
-            _build(cfg, build_dir, verilog, hash_stages, meta_width, waves)
+            _build(cfg, build_dir, toplevel, generate, waves)
             stamp.write_text(key + "\n")
-    info = json.loads((build_dir / f"{MODULE_NAME}.json").read_text())
-    return Build(build_dir, verilog, info, config_path, waves)
+    info = json.loads((build_dir / f"{toplevel}.json").read_text())
+    return Build(build_dir, build_dir / f"{toplevel}.v", info, config_path, waves, toplevel)
 
 
-def _build(cfg, build_dir: Path, verilog: Path, hash_stages: int, meta_width: int,
-           waves: bool) -> None:
+def _build(cfg, build_dir: Path, toplevel: str, generate, waves: bool) -> None:
     from cocotb_tools.runner import get_runner
-
-    from hdl.export import write_verilog
 
     if build_dir.exists():
         shutil.rmtree(build_dir)
     build_dir.mkdir(parents=True)
-    write_verilog(cfg, build_dir, hash_stages=hash_stages, meta_width=meta_width)
+    verilog = generate(cfg, build_dir)
     runner = get_runner("verilator")
     build_args = ["-Wno-fatal", "--x-assign", "unique", "--x-initial", "unique"]
     if waves:
@@ -167,7 +197,7 @@ def _build(cfg, build_dir: Path, verilog: Path, hash_stages: int, meta_width: in
     saved = dict(os.environ)
     os.environ.update(_make_env())
     try:
-        runner.build(sources=[str(WAIVERS), str(verilog)], hdl_toplevel=TOPLEVEL,
+        runner.build(sources=[str(WAIVERS), str(verilog)], hdl_toplevel=toplevel,
                      build_dir=build_dir, build_args=build_args, waves=waves,
                      log_file=build_dir / "build.log")
     finally:
@@ -196,12 +226,13 @@ def run_cocotb(build: Build, test_module: str, testcase: str | list[str],
     extra_env = {
         "L4LB_CONFIG": str(build.config_path),
         "L4LB_CORE_JSON": str(build.build_dir / "l4lb_core.json"),
+        "L4LB_INFO_JSON": str(build.build_dir / f"{build.toplevel}.json"),
         "L4LB_RUN_DIR": str(run_dir),
     } | dict(env or {})
     log = run_dir / "sim.log"
     try:
         runner.test(
-            test_module=test_module, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
+            test_module=test_module, hdl_toplevel=build.toplevel, hdl_toplevel_lang="verilog",
             testcase=names,
             build_dir=build.build_dir, test_dir=run_dir, extra_env=extra_env,
             waves=build.waves, seed=seed, results_xml=str(results), log_file=log)

@@ -193,12 +193,15 @@ def fuzz_frame(rng: random.Random, good: bytes | None = None) -> bytes:
 def frame_mix(rng: random.Random, packets: Iterable[Packet], *, malformed: float = 0.25,
               fuzz: float = 0.0) -> Iterator[bytes]:
     """One frame per packet: well-formed, or (with probability ``malformed``) damaged into
-    a malformed class taken round-robin, or (``fuzz``) a random or mutated frame."""
+    a malformed class taken round-robin, or (``fuzz``) a random or mutated frame. A
+    packet of another protocol than TCP or UDP gives its frame as built (NOT_TCP_UDP)."""
     k = 0
     for pkt in packets:
         good = build_frame(rng, pkt)
         r = rng.random()
-        if r < malformed:
+        if not parse_frame(good).ok:      # neither TCP nor UDP: already set aside
+            yield good
+        elif r < malformed:
             yield malform(rng, good, MALFORMED[k % len(MALFORMED)])
             k += 1
         elif r < malformed + fuzz:
