@@ -15,7 +15,8 @@ Cases:
    VIP, RECORD/FLIP phases, TransitTable bits) loaded through the write port; then
    ``L4LB_FRAMES`` frames -- well-formed (0-2 tags, IPv4 options, TCP/UDP, zero UDP
    checksums, padding, payloads up to 1,400 bytes), every malformed class, random and
-   mutated frames, and frames with ``tuser`` set -- under the idle/backpressure
+   mutated frames, frames with ``tuser`` set and (fuzz) frames over ``max_frame``
+   bytes, which the datapath drops and counts -- under the idle/backpressure
    patterns of ``L4LB_PATTERN``; every output frame must equal the model's, the
    per-reason counters and the learn events too.
 2. ``throughput``: minimum-size (64-byte) frames back to back without pauses: frames per
@@ -44,6 +45,7 @@ from traffic import copy_memories, make_state, random_traffic
 from l4lb.framegen import build_frame, frame_mix
 from model.config import load_config
 from model.frame import FrameDataPlane
+from model.layout import Memories
 from model.parse import Reason
 
 # ======================================================================================
@@ -57,6 +59,11 @@ PATTERNS = {
     "backpressure": (None, [0, 0, 0, 1, 1, 0, 1]),
     "both": ([0, 1, 0, 0, 1, 0, 0], [0, 0, 1, 1, 0, 1, 0, 0, 0, 1]),
 }
+
+
+#: What the DUT's memories hold as far as the bench knows: memories have no reset and
+#: keep their contents from one cocotb test to the next within one simulation.
+_SHADOW: dict = {}
 
 
 def _env_int(name: str, default: int) -> int:
@@ -128,21 +135,27 @@ class TB:
             if int(l_v.value):
                 self.learn.append(tuple(p.value.to_unsigned() for p in learn_ports))
 
-    async def load_tables(self, images: dict) -> int:
-        """Write every non-zero word through ``wr_*`` (one per cycle, wr_ready is 1)."""
+    async def load_tables(self, cfg, mem: Memories) -> tuple[Memories, int]:
+        """Make the DUT's memories hold ``mem``: write every word that differs from what
+        it holds (:data:`_SHADOW`, all zero in a fresh simulation) through ``wr_*``, one
+        per cycle (wr_ready is 1). Returns the model's copy to run frames on (it becomes
+        the shadow: the DUT's own TransitTable sets happen in both) and the write count."""
         ids = {m["name"]: m["id"] for m in self.info["memories"]}
         d = self.dut
-        ops = image_writes(images, ids)
-        for _, mem, addr, word in ops:
+        shadow = _SHADOW.setdefault("mem", Memories(cfg))
+        ops = image_writes(mem.snapshot(), ids, shadow.arrays)
+        for _, mem_id, addr, word in ops:
             d.wr_valid.value = 1
-            d.wr_mem.value = mem
+            d.wr_mem.value = mem_id
             d.wr_addr.value = addr
             d.wr_data.value = word
             await RisingEdge(d.clk)
         d.wr_valid.value = 0
         for _ in range(80):  # the last write reaches its stage
             await RisingEdge(d.clk)
-        return len(ops)
+        model_mem = copy_memories(cfg, mem)
+        _SHADOW["mem"] = model_mem
+        return model_mem, len(ops)
 
     def counter(self, name: str) -> int:
         return getattr(self.dut, f"cnt_{name}").value.to_unsigned()
@@ -174,19 +187,26 @@ async def frames(dut):
     n = _env_int("L4LB_FRAMES", 2000)
     pattern = os.environ.get("L4LB_PATTERN", "both")
     state = make_state(cfg, seed, conns=_env_int("L4LB_CONNS", 1500))
-    writes = await tb.load_tables(state.images)
+    model_mem, writes = await tb.load_tables(cfg, state.mem)
     pkts = [op[1] for op in random_traffic(state, seed + 1, n) if op[0] == "P"]
     rng = random.Random(seed + 2)
-    frames = [f or b"\x00" for f in frame_mix(rng, pkts, malformed=0.3, fuzz=0.05)]
+    mix = frame_mix(rng, pkts, malformed=float(os.environ.get("L4LB_MALFORMED", "0.3")),
+                    fuzz=float(os.environ.get("L4LB_FUZZ", "0.05")))
+    frames = [f or b"\x00" for f in mix]   # cocotbext-axi sends no empty frame
     errored = [rng.random() < 0.01 for _ in frames]
+    # frames longer than max_frame are dropped by the datapath (the model has no limit)
+    oversize = [len(f) > int(tb.info["max_frame"]) and not e
+                for f, e in zip(frames, errored, strict=True)]
     # the model, on a copy of the memories the DUT holds
-    fdp = FrameDataPlane(cfg, copy_memories(cfg, state.mem))
+    fdp = FrameDataPlane(cfg, model_mem)
     expected: list[tuple[int, bytes]] = []
+    reason_of: dict[int, str] = {}
     learns: list[tuple] = []
     for i, (f, err) in enumerate(zip(frames, errored, strict=True)):
-        if err:
+        if err or oversize[i]:
             continue
         r = fdp.decide(f)
+        reason_of[i] = r.reason.key
         if r.out is not None:
             expected.append((i, r.out))
         if r.decision.learn:
@@ -201,10 +221,14 @@ async def frames(dut):
     for f, err in zip(frames, errored, strict=True):
         await tb.source.send(AxiStreamFrame(f, tuser=int(err)))
     mismatches: list[str] = []
+    compared = dict.fromkeys((r.key for r in Reason), 0)
+    bad = dict.fromkeys((r.key for r in Reason), 0)
     for k, (i, want) in enumerate(expected):
         got = await tb.sink.recv()
         data = bytes(got.tdata)
+        compared[reason_of[i]] += 1
         if data != want or got.tuser not in (None, 0, [0] * len(data)):
+            bad[reason_of[i]] += 1
             if len(mismatches) < 10:
                 tb.log.error("output frame %d (input %d):\n got %s\nwant %s", k, i,
                              data.hex(), want.hex())
@@ -219,8 +243,9 @@ async def frames(dut):
     want_reasons = {r.key: fdp.reasons[r] for r in Reason}
     if reasons != want_reasons:
         mismatches.append(f"reason counters {reasons} != model {want_reasons}")
-    if tb.counter("rx_errors") != sum(errored):
-        mismatches.append(f"rx_errors {tb.counter('rx_errors')} != {sum(errored)}")
+    for name, want_n in (("rx_errors", sum(errored)), ("oversize", sum(oversize))):
+        if tb.counter(name) != want_n:
+            mismatches.append(f"{name} {tb.counter(name)} != {want_n}")
     if tb.counter("frames_rewritten") != fdp.actions["lb"]:
         mismatches.append(f"rewritten {tb.counter('frames_rewritten')} != {fdp.actions['lb']}")
     if tb.learn != learns:
@@ -230,8 +255,9 @@ async def frames(dut):
     lat = [tb.first_out[k] - tb.first_in[i] for i, k in out_idx.items()
            if k < len(tb.first_out) and i < len(tb.first_in)]
     stats = {"test": "frames", "width": tb.width, "pattern": pattern, "frames": len(frames),
-             "out": len(expected), "compared": len(expected) - len(mismatches),
-             "mismatches": len(mismatches), "errored": sum(errored), "writes": writes,
+             "out": len(expected), "compared": compared, "bad": bad,
+             "mismatches": len(mismatches), "errored": sum(errored),
+             "oversize": sum(oversize), "writes": writes,
              "reasons": want_reasons, "actions": fdp.actions, "learn": len(learns),
              "cycles": cycles, "wall": wall, "latency_min": min(lat), "latency_max": max(lat),
              "bytes_in": sum(map(len, frames))}
@@ -247,14 +273,14 @@ async def throughput(dut):
     seed = _env_int("L4LB_SEED", 1)
     n = _env_int("L4LB_THROUGHPUT_FRAMES", 2000)
     state = make_state(cfg, seed + 5, conns=_env_int("L4LB_CONNS", 1500), transit_fill=0.0)
-    await tb.load_tables(state.images)
+    model_mem, _ = await tb.load_tables(cfg, state.mem)
     pkts = [op[1] for op in random_traffic(state, seed + 6, n) if op[0] == "P"]
     rng = random.Random(seed + 7)
     frames = []
     for p in pkts:   # untagged, no options: 54 or 42 header bytes, padded/cut to 64
         f = build_frame(rng, p, tags=0, options=0, payload=10)
         frames.append(f[:64].ljust(64, b"\x00"))
-    fdp = FrameDataPlane(cfg, copy_memories(cfg, state.mem))
+    fdp = FrameDataPlane(cfg, model_mem)
     expected = [o for o in (fdp.process_frame(f)[0] for f in frames) if o is not None]
     in0, out0 = len(tb.first_in), len(tb.first_out)
     for f in frames:
@@ -296,14 +322,14 @@ def dp_build(request):
 
 
 def run_frames(build, width: int, frames: int, pattern: str = "both", seed: int = 1,
-               testcases=("frames",)) -> list[dict]:
+               testcases=("frames",), extra: dict | None = None) -> list[dict]:
     """Run cocotb tests of this module on a datapath build; returns their stats."""
     from rtl_env import run_cocotb
 
     stale = build.build_dir / ("run-" + "-".join(testcases)) / "stats.jsonl"
     stale.unlink(missing_ok=True)   # left by a failed run
     env = {"L4LB_FRAMES": str(frames), "L4LB_PATTERN": pattern, "L4LB_SEED": str(seed),
-           "L4LB_THROUGHPUT_FRAMES": str(min(frames, 3000))}
+           "L4LB_THROUGHPUT_FRAMES": str(min(frames, 3000))} | dict(extra or {})
     results = run_cocotb(build, "test_datapath", list(testcases), env=env, seed=seed)
     path = results.parent / "stats.jsonl"
     stats = [json.loads(x) for x in path.read_text().splitlines()]
