@@ -246,9 +246,10 @@ def run_cocotb(build: Build, test_module: str, testcase: str | list[str],
     return results
 
 
-def verilator_lint(verilog: Path, waivers: Path | None = WAIVERS) -> subprocess.CompletedProcess:
+def verilator_lint(verilog: Path, waivers: Path | None = WAIVERS, top: str = TOPLEVEL
+                   ) -> subprocess.CompletedProcess:
     """``verilator --lint-only -Wall`` on a generated file, with the waiver file."""
-    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", TOPLEVEL]
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top]
     if waivers is not None:
         cmd.append(str(waivers))
     cmd.append(str(verilog))

@@ -27,6 +27,17 @@ def test_verilator_lint_wall(name, tmp_path):
     assert res.returncode == 0 and "%Warning" not in report and "%Error" not in report, report
 
 
+@pytest.mark.parametrize("width", [8, 64])
+def test_verilator_lint_wall_datapath(width, tmp_path):
+    """The AXI4-Stream frame datapath (l4lb_datapath) is as clean as the core."""
+    from hdl.datapath_top import DATAPATH_MODULE, write_datapath_verilog
+
+    v = write_datapath_verilog(load_config(CASES["default"][0]), tmp_path, width)
+    res = verilator_lint(v, top=DATAPATH_MODULE)
+    report = (res.stdout + res.stderr).strip()
+    assert res.returncode == 0 and "%Warning" not in report and "%Error" not in report, report
+
+
 def test_waivers_are_needed(tmp_path):
     """Without the waiver file the same run does warn (so the waivers are not stale and
     the lint run really checks something)."""

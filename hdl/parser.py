@@ -210,6 +210,8 @@ class FrameParser(wiring.Component):
                 with m.Case(k):
                     lo = 14 + 4 * k
                     m.d.comb += ipwin.eq(p0_win[8 * lo:8 * (lo + _L3_WINDOW)])
+            with m.Default():   # tags is at most 2
+                m.d.comb += ipwin.eq(0)
         l3 = Signal(5)
         m.d.comb += l3.eq(14 + 4 * tags)
         p1 = {
@@ -246,6 +248,8 @@ class FrameParser(wiring.Component):
             for i in range(5, 16):
                 with m.Case(i):
                     m.d.comb += l4w.eq(p1_ipwin[32 * i:32 * i + 8 * 18])
+            with m.Default():   # IHL < 5: BAD_IHL, the fields are not used
+                m.d.comb += l4w.eq(0)
         l4_csum = Signal(16)
         m.d.comb += l4_csum.eq(Mux(is_tcp, _be16(l4w, 16), _be16(l4w, 6)))
         ip_csum = _be16(p1_ipwin, 10)

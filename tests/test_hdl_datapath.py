@@ -212,9 +212,11 @@ def test_one_min_frame_per_clock_at_w64():
     assert span_in == n and span_out == len(want) == n, (span_in, span_out, n)
     lat = {o - i for i, o in zip(res["first_in"], res["first_out"], strict=True)}
     assert lat == {dut.latency}, lat
+    assert dut.latency == dut.decision_delay + 3 == 6 + 8 + dut.core.latency + 3
+    assert dut.buffer_beats >= dut.max_beats + dut.decision_delay
+    assert dut.frame_slots >= dut.decision_delay + 3
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_constructor_validation():
     with pytest.raises(ValueError, match=r"width must be one of \[8, 16, 32, 64\] bytes, not 7"):
         FrameDatapath(SMALL, 7)
@@ -222,6 +224,3 @@ def test_constructor_validation():
         FrameDatapath(SMALL, 8, max_frame=63)
     with pytest.raises(TypeError, match="cfg must be a model.config.Config"):
         FrameDatapath("small.toml", 8)
-    d = FrameDatapath(SMALL, 64)
-    assert d.buffer_beats >= d.max_beats + d.decision_delay
-    assert d.frame_slots >= d.decision_delay + 3

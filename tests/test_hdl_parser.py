@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """hdl/parser.py in the Amaranth simulator against model/parse.py: the reason of every
 frame (every malformed class, the priority cases, random and mutated frames), the
 5-tuple, flags, offsets and partial sums of the well-formed ones; frames back to back
