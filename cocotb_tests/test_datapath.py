@@ -304,6 +304,77 @@ async def throughput(dut):
     assert bad == 0
 
 
+@cocotb.test()
+async def replay(dut):
+    """A recorded model replay of a capture (``l4lb replay --rtl``, l4lb/replay_rtl.py):
+    frames in segments, the model's table writes between them, outputs compared."""
+    tb, cfg = await _tb(dut)
+    t = json.loads(Path(os.environ["L4LB_REPLAY"]).read_text())
+    mem = Memories(cfg)
+    for name, pairs in t["initial"].items():
+        for a, w in pairs:
+            mem.write(name, a, w)
+    await tb.load_tables(cfg, mem)
+    ids = {m["name"]: m["id"] for m in tb.info["memories"]}
+    max_frame = int(tb.info["max_frame"])
+    frames = [bytes.fromhex(h) for h in t["frames"]]
+    outputs = [None if h is None else bytes.fromhex(h) for h in t["outputs"]]
+    writes = {int(k): v for k, v in t["writes"].items()}
+    received: list[bytes] = []
+
+    async def rx() -> None:
+        while True:
+            received.append(bytes((await tb.sink.recv()).tdata))
+
+    rx_task = cocotb.start_soon(rx())
+    d = tb.dut
+    c0 = tb.cycle
+    sent = empty = oversize = n_writes = 0
+    expected: list[tuple[int, bytes]] = []
+    ends = sorted(writes) + [len(frames) - 1]
+    k = 0
+    for end in ends:
+        for i in range(k, end + 1):
+            if not frames[i]:
+                empty += 1
+                continue
+            await tb.source.send(AxiStreamFrame(frames[i]))
+            sent += 1
+            if len(frames[i]) > max_frame:
+                oversize += 1
+            elif outputs[i] is not None:
+                expected.append((i, outputs[i]))
+        k = end + 1
+        while tb.counter("frames_out") + tb.counter("frames_dropped") < sent:
+            await RisingEdge(d.clk)
+        for name, addr, word in writes.get(end, []):
+            d.wr_valid.value = 1
+            d.wr_mem.value = ids[name]
+            d.wr_addr.value = addr
+            d.wr_data.value = word
+            await RisingEdge(d.clk)
+            n_writes += 1
+        d.wr_valid.value = 0
+    for _ in range(200):
+        await RisingEdge(d.clk)
+    rx_task.cancel()
+    mismatches = []
+    if len(received) != len(expected):
+        mismatches.append(f"{len(received)} frames out, the model {len(expected)}")
+    for (i, want), got in zip(expected, received, strict=False):
+        if got != want:
+            mismatches.append(f"frame {i}: RTL {got.hex()} model {want.hex()}")
+    counters = {n: tb.counter(n) for n in ("frames_out", "frames_dropped", "frames_rewritten",
+                                           "oversize", "rx_errors", "packets", "vip_hits")}
+    res = {"frames_sent": sent, "empty_skipped": empty, "oversize": oversize,
+           "compared": min(len(received), len(expected)), "mismatches": mismatches,
+           "rtl_frames": [f.hex() for f in received], "indices": [i for i, _ in expected],
+           "cycles": tb.cycle - c0,
+           "segments": len(ends), "writes": n_writes, "counters": counters}
+    Path(os.environ["L4LB_RUN_DIR"], "replay_result.json").write_text(json.dumps(res))
+    assert not mismatches, "\n".join(mismatches[:10])
+
+
 # ======================================================================================
 # pytest side
 # ======================================================================================
@@ -363,3 +434,21 @@ def test_datapath_frames_and_throughput(dp_build):
     assert t["latency_min"] == t["latency_max"] == t["latency_expected"]
     if width == 64:
         assert t["frames_per_cycle_in"] == t["frames_per_cycle_out"] == 1.0
+
+
+def test_replay_rtl_shipped_capture(tmp_path):
+    """``l4lb replay examples/default.toml examples/capture.pcap --rtl``: the shipped
+    capture (every class, live control plane) through the W = 8 datapath, identical."""
+    from l4lb.replay import ReplayTrace, replay_pcap
+    from l4lb.replay_rtl import replay_rtl
+
+    cfg = load_config(CONFIG)
+    trace = ReplayTrace()
+    rep = replay_pcap(cfg, _HERE.parent / "examples" / "capture.pcap", tmp_path / "out.pcap",
+                      trace=trace)
+    rtl = replay_rtl(CONFIG, trace, 8)
+    print(rtl.format())
+    assert not rtl.mismatches
+    assert rtl.compared == rep.frames_out - rtl.oversize - sum(1 for f in trace.frames if not f)
+    assert rtl.counters["frames_rewritten"] == rep.rewritten
+    assert rtl.writes > 100 and rtl.segments > 100

@@ -31,7 +31,8 @@ from model.parse import Reason
 
 from .pcap import PcapError, PcapWriter, read_pcap
 
-__all__ = ["ReplayParams", "ReplayReport", "replay_pcap", "add_arguments", "cli_replay"]
+__all__ = ["ReplayParams", "ReplayReport", "ReplayTrace", "replay_pcap", "add_arguments",
+           "cli_replay"]
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,34 @@ class ReplayReport:
         return "\n".join(lines)
 
 
+@dataclass
+class ReplayTrace:
+    """What another target needs to replay a capture exactly as the model did: the
+    memory images after the control plane's installation, every frame with the model's
+    output (None: dropped), and the control-plane writes made after each frame
+    (``writes[i]``: ``(memory, address, word)`` in order, applied between frame ``i`` and
+    frame ``i + 1``). The data plane's own TransitTable sets are not writes: every
+    target makes them itself."""
+
+    initial: dict[str, list[int]] = field(default_factory=dict)
+    frames: list[bytes] = field(default_factory=list)
+    outputs: list[bytes | None] = field(default_factory=list)
+    writes: dict[int, list[tuple[str, int, int]]] = field(default_factory=dict)
+    stamps: list[tuple[int, int, int]] = field(default_factory=list)  # sec, nsec, orig_len
+
+
 def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
                 params: ReplayParams = ReplayParams(),
-                progress: Callable[[str], None] | None = None) -> ReplayReport:
-    """Run every frame of ``capture`` through the model; write the output frames."""
+                progress: Callable[[str], None] | None = None,
+                trace: ReplayTrace | None = None) -> ReplayReport:
+    """Run every frame of ``capture`` through the model; write the output frames. With
+    ``trace``, fill it in (for ``--rtl``)."""
     cp = ControlPlane(cfg)
     cp.install()
     fdp = FrameDataPlane(cfg, cp.mem)
+    if trace is not None:
+        trace.initial = cp.mem.snapshot()
+        cp.mem.log = []
     rep = ReplayReport(cfg.name, str(capture), str(output))
     decisions = dict.fromkeys((a.name.lower() for a in Action), 0)
     decisions |= {"learn": 0, "close": 0}
@@ -133,6 +155,13 @@ def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
                         idle_deleted += int(cp.delete(key))
                 cp.seq = i
                 cp.insert_pending(older_than=i - params.insert_delay)
+            if trace is not None:
+                trace.frames.append(rec.data)
+                trace.outputs.append(r.out)
+                trace.stamps.append((rec.sec, rec.nsec, rec.orig_len))
+                if cp.mem.log:
+                    trace.writes[i] = list(cp.mem.log)
+                    cp.mem.log.clear()
             if progress is not None:
                 now = time.perf_counter()
                 if ((params.progress_every and (i + 1) % params.progress_every == 0)
@@ -143,6 +172,7 @@ def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
                              f"frames/s, {fdp.actions['lb']:,} rewritten")
         rep.frames_out = w.count
     rep.seconds = time.perf_counter() - t0
+    cp.mem.log = None
     cp.insert_pending()   # the CPU catches up (changes no output frame)
     rep.frames_in = i + 1
     rep.rewritten = fdp.actions["lb"]
@@ -173,6 +203,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"a progress line on stderr every N frames (default "
                         f"{d.progress_every:,}) and every {d.progress_seconds:g} s; 0: none")
     p.add_argument("--json", default=None, help="also write the counters as JSON here")
+    p.add_argument("--rtl", action="store_true",
+                   help="also run the capture through the Verilated frame datapath "
+                        "(l4lb_datapath) and compare every output frame with the model's")
+    p.add_argument("--rtl-width", type=int, default=8, choices=(8, 16, 32, 64),
+                   help="beat width in bytes of the datapath built for --rtl (default 8)")
+    p.add_argument("--rtl-output", default=None,
+                   help="with --rtl, write the RTL's output frames to this pcap")
 
 
 def cli_replay(a: argparse.Namespace) -> int:
@@ -186,13 +223,34 @@ def cli_replay(a: argparse.Namespace) -> int:
                           idle_timeout=a.idle_timeout, progress_every=max(a.progress, 0),
                           progress_seconds=ReplayParams.progress_seconds if a.progress
                           else 0.0)
+    trace = ReplayTrace() if a.rtl else None
     try:
         rep = replay_pcap(cfg, a.capture, a.output, params,
-                          progress=lambda s: print(s, file=sys.stderr, flush=True))
+                          progress=lambda s: print(s, file=sys.stderr, flush=True),
+                          trace=trace)
     except (OSError, PcapError) as e:
         print(f"l4lb replay: error: {e}", file=sys.stderr)
         return 1
     print(rep.format())
+    out = rep.to_dict()
+    status = 0
+    if trace is not None:
+        from .replay_rtl import replay_rtl
+
+        print(f"l4lb replay: running {len(trace.frames):,} frames through the RTL "
+              f"(W = {a.rtl_width}; the first run builds it with Verilator)",
+              file=sys.stderr, flush=True)
+        rtl = replay_rtl(a.config, trace, a.rtl_width)
+        print(rtl.format())
+        out["rtl"] = {k: v for k, v in rtl.__dict__.items()
+                      if k not in ("rtl_frames", "indices")}
+        if a.rtl_output:
+            with PcapWriter(a.rtl_output) as w:
+                for k, f in enumerate(rtl.rtl_frames):
+                    sec, nsec, orig = (trace.stamps[rtl.indices[k]] if k < len(rtl.indices)
+                                       else (0, 0, len(f)))
+                    w.write(f, sec, nsec, max(orig, len(f)))
+        status = 1 if rtl.mismatches else 0
     if a.json:
-        Path(a.json).write_text(json.dumps(rep.to_dict(), indent=2) + "\n")
-    return 0
+        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+    return status
