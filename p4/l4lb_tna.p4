@@ -298,6 +298,9 @@ parser SwitchIngressParser(packet_in pkt,
     Checksum() udp_csum;
 
     state start {
+        // every field 0 (false), as v1model starts its metadata: a miss leaves dec.hit
+        // 0 and a non-VIP frame an all-zero decision, as in the model
+        ig_md = { ... };
         pkt.extract(ig_intr_md);
         pkt.advance(PORT_METADATA_SIZE);
         transition parse_ethernet;
