@@ -4,9 +4,11 @@ Builds ``l4lb_datapath`` for ``examples/default.toml`` at each ``--widths`` (cac
 build/cocotb/), then for each W runs the cocotb tests of cocotb_tests/test_datapath.py:
 ``frames`` with each ``--patterns`` (input gaps / output backpressure, see PATTERNS
 there), a fuzz run (``--fuzz-frames`` frames, 60 % random or mutated), and
-``throughput`` (64-byte frames back to back). Prints, per W: frames compared with the
-model per parser reason and mismatches, frames per cycle, latency, wall time; and
-writes the figures as JSON (``--json``).
+``throughput`` (64-byte frames back to back). First, ``--model-fuzz`` random and
+mutated frames go through the model alone (no exception; outputs unchanged or validly
+rewritten). Prints, per W: frames compared with the model per parser reason and
+mismatches, frames per cycle, latency, wall time; and writes the figures as JSON
+(``--json``).
 
 Usage: ``python scripts/datapath_bench.py [--frames 20000] [--widths 8 64]``.
 """
@@ -24,6 +26,47 @@ sys.path[:0] = [str(ROOT), str(ROOT / "cocotb_tests")]
 
 from rtl_env import build_datapath  # noqa: E402
 from test_datapath import CONFIG, PATTERNS, run_frames  # noqa: E402
+
+from l4lb.framegen import build_frame, fuzz_frame  # noqa: E402
+from model.config import load_config  # noqa: E402
+from model.controlplane import ControlPlane  # noqa: E402
+from model.frame import FrameDataPlane  # noqa: E402
+from model.layout import Action  # noqa: E402
+from model.parse import Reason, ones_sum, parse_frame  # noqa: E402
+from model.pipeline import Packet  # noqa: E402
+
+
+def model_fuzz(n: int, seed: int) -> dict:
+    """``n`` random and mutated frames through ``FrameDataPlane`` alone: no exception, an
+    output is the input or (LB) the same length with a valid IPv4 header checksum and
+    the same reason; counts per reason."""
+    import random
+
+    cfg = load_config(CONFIG)
+    cp = ControlPlane(cfg)
+    cp.install()
+    fdp = FrameDataPlane(cfg, cp.mem)
+    rng = random.Random(seed)
+    goods = []
+    for _ in range(500):
+        v = rng.choice(cfg.vips)
+        pkt = Packet(rng.getrandbits(32), v.address, rng.getrandbits(16), v.port, v.protocol,
+                     rng.getrandbits(8))
+        goods.append(build_frame(rng, pkt))
+    bad = 0
+    t0 = time.perf_counter()
+    for _ in range(n):
+        f = fuzz_frame(rng, rng.choice(goods))
+        out, d, reason = fdp.process_frame(f)
+        if d.action == Action.LB:
+            p = parse_frame(out)
+            ok = (len(out) == len(f) and p.reason == reason == Reason.OK
+                  and ones_sum(out[p.l3:p.l4]) == 0xFFFF)
+        else:
+            ok = out is None or out == f
+        bad += not ok
+    return {"frames": n, "violations": bad, "seconds": time.perf_counter() - t0,
+            "reasons": {r.key: fdp.reasons[r] for r in Reason}, "actions": dict(fdp.actions)}
 
 
 def _line(s: dict) -> str:
@@ -49,10 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--patterns", nargs="+", default=["both"], choices=list(PATTERNS))
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--model-fuzz", type=int, default=100000,
+                    help="random and mutated frames through the model alone first")
     ap.add_argument("--json", default=None, help="write all figures here")
     a = ap.parse_args(argv)
     out: list[dict] = []
     failed = 0
+    if a.model_fuzz:
+        mf = model_fuzz(a.model_fuzz, a.seed)
+        print(f"model fuzz: {mf['frames']:,} random/mutated frames, {mf['violations']} "
+              f"violations, {mf['seconds']:.0f} s; reasons {mf['reasons']}; "
+              f"outcomes {mf['actions']}", flush=True)
+        failed += mf["violations"] > 0
+        out.append({"test": "model_fuzz"} | mf)
     for w in a.widths:
         t0 = time.perf_counter()
         build = build_datapath(CONFIG, w)
