@@ -139,10 +139,22 @@ def write_verilog(cfg: Config, outdir: str | Path,
 
 
 def cli_rtl(args: argparse.Namespace) -> int:
-    """``l4lb rtl CONFIG -o DIR``: write the Verilog of the core for CONFIG."""
+    """``l4lb rtl CONFIG -o DIR [--frames W]``: write the Verilog of the core for CONFIG,
+    and with ``--frames`` also the AXI4-Stream frame datapath (``l4lb_datapath``) with
+    W-byte beats (docs/datapath.md)."""
     cfg = load_config(args.config)
     path = write_verilog(cfg, args.output)
     top_info = json.loads(path.with_suffix(".json").read_text())
     print(f"wrote {path} ({path.stat().st_size} bytes): module {MODULE_NAME}, "
           f"latency {top_info['latency']} cycles, {len(top_info['ports'])} ports + clk/rst")
+    width = getattr(args, "frames", None)
+    if width:
+        from .datapath_top import DATAPATH_MODULE, write_datapath_verilog
+
+        dp = write_datapath_verilog(cfg, args.output, width,
+                                    max_frame=getattr(args, "max_frame", 1536))
+        info = json.loads(dp.with_suffix(".json").read_text())
+        print(f"wrote {dp} ({dp.stat().st_size} bytes): module {DATAPATH_MODULE}, "
+              f"{width}-byte beats, latency {info['latency']} cycles (one-beat frame), "
+              f"buffer {info['buffer_beats']} beats, {len(info['ports'])} ports + clk/rst")
     return 0

@@ -232,7 +232,16 @@ def _out_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output directory")
 
 
-_optional("rtl", "hdl.export", "cli_rtl", "write the Verilog of the RTL core", _out_args)
+def _rtl_args(p: argparse.ArgumentParser) -> None:
+    _out_args(p)
+    p.add_argument("--frames", type=int, choices=(8, 16, 32, 64), default=None, metavar="W",
+                   help="also write l4lb_datapath.v: the AXI4-Stream frame datapath with "
+                        "W-byte beats (8, 16, 32 or 64)")
+    p.add_argument("--max-frame", type=int, default=1536,
+                   help="with --frames: longest frame in bytes (default 1536)")
+
+
+_optional("rtl", "hdl.export", "cli_rtl", "write the Verilog of the RTL core", _rtl_args)
 _optional("generate", "codegen.generate", "cli_generate",
           "write rtl/, p4/ (v1model, tna, entries) and hls/ in one go", _out_args)
 

@@ -75,6 +75,19 @@ def test_cli_rtl(tmp_path, capsys):
     assert "latency 41 cycles" in capsys.readouterr().out
 
 
+def test_cli_rtl_frames(tmp_path, capsys):
+    from .conftest import EXAMPLES
+    rc = main(["rtl", str(EXAMPLES / "small.toml"), "-o", str(tmp_path / "rtl"),
+               "--frames", "64"])
+    assert rc == 0
+    v = (tmp_path / "rtl" / "l4lb_datapath.v").read_text()
+    assert "module l4lb_datapath" in v and "s_axis_tdata" in v and "m_axis_tuser" in v
+    info = json.loads((tmp_path / "rtl" / "l4lb_datapath.json").read_text())
+    assert info["ports"]["s_axis_tdata"] == {"dir": "in", "width": 512}
+    assert info["width"] == 64 and info["latency"] == info["decision_delay"] + 3
+    assert "module l4lb_datapath, 64-byte beats" in capsys.readouterr().out
+
+
 def test_write_verilog_validates(tmp_path):
     with pytest.raises(TypeError, match="Config"):
         write_verilog(None, tmp_path)
