@@ -42,6 +42,9 @@ __all__ = [
     "TableLoader",
 ]
 
+#: Linux's SO_RCVBUFFORCE (not exported by Python's socket module).
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
 #: Tools a BMv2 run needs on PATH.
 TOOLS = ("p4c", "simple_switch", "simple_switch_CLI")
 
@@ -209,7 +212,9 @@ def _encode(value: int, width: int) -> bytes:
 
 
 class Runtime:
-    """The switch's Thrift ``standard`` service, with the program's qualified names."""
+    """The switch's Thrift ``standard`` service, with the program's qualified names.
+    A failed operation raises :class:`Bmv2Error` naming it and the switch's error code
+    (Thrift's own exceptions are immutable and break ``contextlib`` re-raising)."""
 
     def __init__(self, thrift_port: int, host: str = "127.0.0.1"):
         from thrift.protocol import TBinaryProtocol, TMultiplexedProtocol
@@ -225,6 +230,18 @@ class Runtime:
         self.client = Standard.Client(proto)
         self.transport.open()
 
+    def _call(self, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as e:  # Thrift's InvalidTableOperation & co., transport errors
+            code = getattr(e, "code", None)
+            names = {}
+            for enum in ("TableOperationErrorCode", "RegisterOperationErrorCode",
+                         "CounterOperationErrorCode"):
+                names |= getattr(getattr(self.t, enum, None), "_VALUES_TO_NAMES", {})
+            why = names.get(code, repr(e)) if code is not None else repr(e)
+            raise Bmv2Error(f"{what}: {why}") from None
+
     def close(self) -> None:
         self.transport.close()
 
@@ -234,31 +251,36 @@ class Runtime:
                               exact=t.BmMatchParamExact(_encode(v, w)))
                for _, v, w in e.keys]
         data = [_encode(v, w) for _, v, w in e.params]
-        return self.client.bm_mt_add_entry(0, f"{INGRESS}.{e.table}", key,
-                                           f"{INGRESS}.{e.action}", data,
-                                           t.BmAddEntryOptions())
+        return self._call(f"table_add {e.table} {e.keys}", self.client.bm_mt_add_entry, 0,
+                          f"{INGRESS}.{e.table}", key, f"{INGRESS}.{e.action}", data,
+                          t.BmAddEntryOptions())
 
     def table_delete(self, table: str, handle: int) -> None:
-        self.client.bm_mt_delete_entry(0, f"{INGRESS}.{table}", handle)
+        self._call(f"table_delete {table} {handle}", self.client.bm_mt_delete_entry, 0,
+                   f"{INGRESS}.{table}", handle)
 
     def set_default(self, table: str, action: str,
                     params: tuple[tuple[int, int], ...] = ()) -> None:
-        self.client.bm_mt_set_default_action(0, f"{INGRESS}.{table}", f"{INGRESS}.{action}",
-                                             [_encode(v, w) for v, w in params])
+        self._call(f"table_set_default {table} {action}",
+                   self.client.bm_mt_set_default_action, 0, f"{INGRESS}.{table}",
+                   f"{INGRESS}.{action}", [_encode(v, w) for v, w in params])
 
     def register_write(self, register: str, index: int, value: int) -> None:
         if value >> 63:
             raise Bmv2Error(f"{register}[{index}] = {value:#x} does not fit the 63-bit "
                             f"Thrift register value (full-key ConnTable words need "
                             f"P4Runtime: simple_switch_grpc)")
-        self.client.bm_register_write(0, f"{INGRESS}.{register}", index, value)
+        self._call(f"register_write {register}[{index}]", self.client.bm_register_write, 0,
+                   f"{INGRESS}.{register}", index, value)
 
     def register_read(self, register: str, index: int) -> int:
-        return self.client.bm_register_read(0, f"{INGRESS}.{register}", index)
+        return self._call(f"register_read {register}[{index}]",
+                          self.client.bm_register_read, 0, f"{INGRESS}.{register}", index)
 
     def counter(self, name: str, index: int = 0) -> int:
         """Packets counted by ``counter`` ``name`` at ``index``."""
-        return self.client.bm_counter_read(0, f"{INGRESS}.{name}", index).packets
+        return self._call(f"counter_read {name}[{index}]", self.client.bm_counter_read, 0,
+                          f"{INGRESS}.{name}", index).packets
 
 
 @dataclass
@@ -308,7 +330,11 @@ class Receiver:
 
     def __init__(self, iface: str, on_frame: Callable[[bytes], None]):
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+        # SO_RCVBUFFORCE (root) passes net.core.rmem_max; the switch answers in bursts
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 25)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 25)
         self.sock.bind((iface, 0))
         self.sock.settimeout(0.1)
         self.on_frame = on_frame

@@ -4,11 +4,12 @@ packet, the exported decision and the emitted frame with the model's.
 Each vector packet becomes an Ethernet/IPv4/TCP-or-UDP frame that carries its sequence
 number in the last four payload bytes. With ``decision_export`` enabled the switch puts the
 model's :class:`~model.pipeline.Decision` (``codegen.p4.DECISION_HEADER``) in front of every
-frame it emits. Packets are sent in bursts; before each control-plane write the replay
-waits until the program's ``packets`` counter has counted every frame sent, so each write
-lands between the same two packets as in the vectors (BMv2 runs ingress in one thread, in
-arrival order). Expected frames are the sent frames with the destination rewritten and
-both checksums recomputed in full (not incrementally, unlike the program).
+frame it emits. At most :data:`BURST` frames are in the switch's input at a time, and
+before each control-plane write, the replay waits for a marker frame sent after the
+packets to come back, so each write lands between the same two packets as in the vectors
+(BMv2 runs ingress in one thread, in arrival order; :func:`replay` says more). Expected frames
+are the sent frames with the destination rewritten and both checksums recomputed in full
+(not incrementally, unlike the program).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ TAG = b"l4lb-p4"
 DECISION_STRUCT = struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w]
                                               for _, w in DECISION_HEADER))
 _ETH, _IP = 14, 20
+#: Frames sent before waiting for the switch to count them. BMv2 reads its ports with
+#: libpcap, whose capture ring on a veth with offloads on (the default) has 32 slots of
+#: 64 KiB in its 2 MiB buffer: a larger burst loses frames before the switch sees them.
+BURST = 16
+MARKER_MAC = bytes.fromhex("02000000" "4cff")
+MARKER_ETHERTYPE = b"\x88\xb5"
 
 
 def checksum(data: bytes) -> int:
@@ -139,6 +146,7 @@ class ReplayReport:
     frames_expected: int = 0
     frames_received: int = 0
     drops: int = 0
+    load_seconds: float = 0.0   # the initial images
     seconds: float = 0.0
     mismatches: list[Mismatch] = field(default_factory=list)
 
@@ -150,7 +158,8 @@ class ReplayReport:
         return (f"{self.packets} packets ({self.drops} dropped by the model), {self.writes} "
                 f"table writes, {self.frames_received}/{self.frames_expected} frames back, "
                 f"{len(self.mismatches)} mismatches, {self.seconds:.1f} s, "
-                f"{self.packets_per_second:,.0f} packets/s")
+                f"{self.packets_per_second:,.0f} packets/s (initial load "
+                f"{self.load_seconds:.1f} s)")
 
 
 def _compare(want: bytes | None, got: list[bytes], decision: Decision) -> str | None:
@@ -176,75 +185,106 @@ def _compare(want: bytes | None, got: list[bytes], decision: Decision) -> str | 
     return None
 
 
-def replay(scen: Scenario, switch: Switch, rt: Runtime, iface: str, burst: int = 128,
+def marker_frame(n: int) -> bytes:
+    """Completion marker ``n``: a frame the program forwards untouched (IEEE 802 local
+    experimental EtherType), so its return proves every earlier frame left ingress."""
+    return DST_MAC + MARKER_MAC + MARKER_ETHERTYPE + TAG + n.to_bytes(4, "big") + bytes(35)
+
+
+def parse_marker(data: bytes) -> int | None:
+    """The number of an emitted completion marker, or None."""
+    body = data[DECISION_STRUCT.size:]
+    if body[6:12] != MARKER_MAC or body[12:14] != MARKER_ETHERTYPE:
+        return None
+    return int.from_bytes(body[14 + len(TAG):18 + len(TAG)], "big")
+
+
+def replay(scen: Scenario, switch: Switch, rt: Runtime, iface: str, burst: int = BURST,
            progress: Callable[[int, int], None] | None = None,
            timeout: float = 20.0) -> ReplayReport:
-    """Replay ``scen.ops`` (writes and packets, in order) through a switch that has
-    ``scen.initial`` loaded and ``decision_export`` enabled; ``iface`` is the host end
-    of the switch's port. ``progress(done, total)`` is called after every burst."""
+    """Load ``scen.initial`` into a freshly started switch, enable ``decision_export``,
+    then replay ``scen.ops`` (writes and packets, in order); ``iface`` is the host end
+    of the switch's port. ``progress(done, total)`` is called now and then.
+
+    Two waits keep the replay exact. Flow control: at most ``burst`` frames are in the
+    switch's input at a time (its ``packets`` counter, counted at the start of ingress,
+    says how many it has taken). Completion: before a control-plane write, a marker frame
+    is sent after the packets and the write waits for the marker to come back -- the
+    counter alone is not enough, since it counts a packet before its ingress has read
+    the registers the write changes."""
     loader = TableLoader(scen.cfg, rt)
+    t_load = time.perf_counter()
+    loader.load(scen.initial)
+    rt.set_default("decision_export", "export_decision")
     received: dict[int, list[bytes]] = {}
-    lock = threading.Lock()
+    markers: set[int] = set()
+    cond = threading.Condition()
 
     def on_frame(data: bytes) -> None:
-        parsed = parse_output(data)
-        if parsed is not None:
-            with lock:
+        marker = parse_marker(data)
+        with cond:
+            if marker is not None:
+                markers.add(marker)
+                cond.notify_all()
+            elif (parsed := parse_output(data)) is not None:
                 received.setdefault(parsed[0], []).append(data)
 
     rx = Receiver(iface, on_frame)
-    report = ReplayReport()
+    report = ReplayReport(load_seconds=time.perf_counter() - t_load)
     expected: list[tuple[int, int, Packet, Decision, bytes | None]] = []
     base = rt.counter("packets")
-    sent = 0
-    pending: list[bytes] = []
+    state = {"sent": 0, "counted": 0, "markers": 0, "unfenced": 0}
     total = len(scen.packets)
     t0 = time.perf_counter()
 
-    def fence() -> None:
-        nonlocal sent
-        for fr in pending:
-            rx.send(fr)
-        sent += len(pending)
-        pending.clear()
+    def wait_counted() -> None:
         deadline = time.monotonic() + timeout
-        while rt.counter("packets") - base < sent:
+        while (count := rt.counter("packets") - base) < state["sent"]:
             switch.check_alive()
             if time.monotonic() > deadline:
-                raise Bmv2Error(f"BMv2 counted {rt.counter('packets') - base} of {sent} "
-                                f"frames after {timeout} s (log: {switch.log_path})")
-            time.sleep(0.0005)
+                raise Bmv2Error(f"BMv2 counted {count} of {state['sent']} frames after "
+                                f"{timeout} s: frames lost on the way in "
+                                f"(log: {switch.log_path})")
+        state["counted"] = count
         if progress is not None:
-            progress(sent, total)
+            progress(len(expected), total)
+
+    def send(frame: bytes) -> None:
+        if state["sent"] - state["counted"] >= burst:
+            wait_counted()
+        rx.send(frame)
+        state["sent"] += 1
+
+    def complete() -> None:
+        n = state["markers"]
+        state["markers"] += 1
+        send(marker_frame(n))
+        with cond:
+            if not cond.wait_for(lambda: n in markers, timeout):
+                switch.check_alive()
+                raise Bmv2Error(f"completion marker {n} not back after {timeout} s "
+                                f"(log: {switch.log_path})")
+        state["unfenced"] = 0
 
     try:
         for i, op in enumerate(scen.ops):
             if isinstance(op, Write):
-                if pending:
-                    fence()
+                if state["unfenced"]:
+                    complete()
                 loader.write(op.mem, op.addr, op.word)
                 continue
             seq = len(expected)
             fr = frame_of(op.packet, seq)
-            want = expected_output(fr, op.decision)
-            expected.append((seq, i, op.packet, op.decision, want))
-            pending.append(fr)
-            if len(pending) >= burst:
-                fence()
-        if pending:
-            fence()
-        want_frames = {seq for seq, *_, w in expected if w is not None}
-        deadline = time.monotonic() + timeout
-        while True:
-            with lock:
-                missing = want_frames - received.keys()
-            if not missing or time.monotonic() > deadline:
-                break
-            time.sleep(0.01)
+            expected.append((seq, i, op.packet, op.decision, expected_output(fr, op.decision)))
+            send(fr)
+            state["unfenced"] += 1
+        complete()
+        wait_counted()
         time.sleep(0.2)  # frames the model drops but a broken program might still emit
     finally:
         rx.close()
     report.seconds = time.perf_counter() - t0
+    want_frames = {seq for seq, *_, w in expected if w is not None}
     report.packets, report.writes = len(expected), loader.writes
     report.frames_expected = len(want_frames)
     report.frames_received = sum(len(v) for v in received.values())

@@ -28,7 +28,6 @@ from codegen.p4 import render_v1model  # noqa: E402
 from l4lb.bmv2 import (  # noqa: E402
     Runtime,
     Switch,
-    TableLoader,
     compile_v1model,
     unavailable,
     veth_pair,
@@ -81,15 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             Switch(json_path, {0: sw_if}, work / "switch.log", a.log_level) as sw:
         rt = Runtime(sw.thrift_port)
         try:
-            t1 = time.perf_counter()
-            TableLoader(cfg, rt).load(scen.initial)
-            rt.set_default("decision_export", "export_decision")
-            load_s = time.perf_counter() - t1
             report = replay(scen, sw, rt, host_if, progress=progress)
         finally:
             rt.close()
     print(file=sys.stderr)
-    print(f"config {cfg.name}: {report.summary()} (initial load {load_s:.1f} s)")
+    print(f"config {cfg.name}: {report.summary()}")
     for m in report.mismatches[:20]:
         print(f"  {m}")
     print(f"switch log: {work / 'switch.log'}")

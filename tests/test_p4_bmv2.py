@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from codegen.p4 import INGRESS, default_images, render_v1model
-from l4lb.bmv2 import Runtime, Switch, TableLoader, compile_v1model, unavailable, veth_pair
+from l4lb.bmv2 import Runtime, Switch, compile_v1model, unavailable, veth_pair
 from l4lb.bmv2_replay import (
     DECISION_STRUCT,
     expected_output,
@@ -122,8 +122,6 @@ def _run(cfg: Config, scen: Scenario, json_path: Path, tmp: Path, tag: str):
             Switch(json_path, {0: sw_if}, log, log_level="info") as sw:
         rt = Runtime(sw.thrift_port)
         try:
-            TableLoader(cfg, rt).load(scen.initial)
-            rt.set_default("decision_export", "export_decision")
             return replay(scen, sw, rt, host_if), log
         finally:
             rt.close()
