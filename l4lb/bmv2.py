@@ -45,6 +45,9 @@ __all__ = [
 #: Linux's SO_RCVBUFFORCE (not exported by Python's socket module).
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
+#: getsockopt(SOL_PACKET, PACKET_STATISTICS): struct tpacket_stats {packets, drops}.
+SOL_PACKET, PACKET_STATISTICS = 263, 6
+
 #: Tools a BMv2 run needs on PATH.
 TOOLS = ("p4c", "simple_switch", "simple_switch_CLI")
 
@@ -355,6 +358,12 @@ class Receiver:
 
     def send(self, frame: bytes) -> None:
         self.sock.send(frame)
+
+    def drops(self) -> int:
+        """Frames the kernel dropped for this socket since the last call (its receive
+        buffer was full): a loss on the harness's side, not the switch's."""
+        stats = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        return int.from_bytes(stats[4:8], sys.byteorder)
 
     def close(self) -> None:
         self.stop.set()

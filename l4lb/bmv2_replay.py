@@ -147,6 +147,7 @@ class ReplayReport:
     frames_received: int = 0
     drops: int = 0
     load_seconds: float = 0.0   # the initial images
+    receiver_drops: int = 0     # frames the harness's own socket lost (kernel counter)
     seconds: float = 0.0
     mismatches: list[Mismatch] = field(default_factory=list)
 
@@ -156,7 +157,8 @@ class ReplayReport:
 
     def summary(self) -> str:
         return (f"{self.packets} packets ({self.drops} dropped by the model), {self.writes} "
-                f"table writes, {self.frames_received}/{self.frames_expected} frames back, "
+                f"table writes, {self.frames_received}/{self.frames_expected} frames back "
+                f"({self.receiver_drops} lost by the receiving socket), "
                 f"{len(self.mismatches)} mismatches, {self.seconds:.1f} s, "
                 f"{self.packets_per_second:,.0f} packets/s (initial load "
                 f"{self.load_seconds:.1f} s)")
@@ -281,6 +283,7 @@ def replay(scen: Scenario, switch: Switch, rt: Runtime, iface: str, burst: int =
         complete()
         wait_counted()
         time.sleep(0.2)  # frames the model drops but a broken program might still emit
+        report.receiver_drops = rx.drops()
     finally:
         rx.close()
     report.seconds = time.perf_counter() - t0

@@ -114,6 +114,7 @@ def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.
         d = dp.process(pkt)
         scen.ops.append(Step(pkt, d))
         cp.observe(pkt.key, d, seq=i)
+        flush()  # a close deletes at once: its writes land before the next packet
         if last[i]:
             ended.append((i, pkt.key))
         if i % chunk == chunk - 1:

@@ -212,3 +212,12 @@ def test_reserved_phase_behaves_as_idle(default_cfg):
     cp.mem.write("vip_state", 0, 3 << (2 * default_cfg.geometry.version_bits))
     assert dp.process(p) == idle
     assert not cp.mem["transit0"].any()
+
+
+def test_a_close_deletes_before_the_next_packet_in_the_vectors(small_cfg):
+    """Regression (found by BMv2 on 98,745 packets): a close deletes its connection
+    during ``observe``, and the vectors held that write back to the end of the
+    control-plane round. A later packet of another key with the same bucket and 8-bit
+    digest then hit the deleted word on replay (a DROP) where the model had missed."""
+    scen = build_scenario(small_cfg, connections=31_250, updates=20)
+    assert replay_scenario(scen) == []
