@@ -272,6 +272,16 @@ _optional("replay", "l4lb.replay", "cli_replay",
           "(docs/frames.md)", _replay_args)
 
 
+def _p4_report_args(p: argparse.ArgumentParser) -> None:
+    from l4lb.tofino import add_arguments
+    add_arguments(p)
+
+
+_optional("p4-report", "l4lb.tofino", "cli_p4_report",
+          "compile the TNA program with bf-p4c and print the Tofino resources it uses "
+          "(docs/p4.md)", _p4_report_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l4lb", description="Stateful L4 load balancer: model, RTL, P4 and HLS C++ "
