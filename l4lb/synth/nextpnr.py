@@ -27,17 +27,26 @@ def _place_and_route(t: Target, wd: Path, clock_mhz: float | None, seed: int,
     pnr_log = log_path.read_text() if log_path.exists() else out
     if rc != 0:
         raise _translate_nextpnr(pnr_log + out, t, used)
-    rep = json.loads((wd / f"pnr_report{tag}.json").read_text())
+    out = read_pnr_report(wd / f"pnr_report{tag}.json", mhz)
+    out.update(seed=seed, seconds=dt)
+    return out
+
+
+def read_pnr_report(path: str | Path, clock_mhz: float) -> dict[str, Any]:
+    """Fmax, whether ``clock_mhz`` was met, the critical path and the utilisation from a
+    nextpnr ``--report`` JSON (also used to reuse a kept seed run without re-routing)."""
+    path = Path(path)
+    rep = json.loads(path.read_text())
     util = {k: {"used": int(v["used"]), "available": int(v["available"])}
             for k, v in rep.get("utilization", {}).items() if v.get("used")}
     clocks = rep.get("fmax", {})
     if not clocks:
-        raise SynthError(f"nextpnr reported no clock for {t.name} (see {log_path})")
-    # the core has one clock; take the slowest if the tool reports more than one net
+        raise SynthError(f"nextpnr reported no clock (see {path})")
+    # the design has one clock; take the slowest if the tool reports more than one net
     _, fm = min(clocks.items(), key=lambda kv: kv[1]["achieved"])
     fmax = float(fm["achieved"])
-    return {"seed": seed, "fmax_mhz": fmax, "clock_mhz": mhz, "timing_met": fmax >= mhz,
-            "critical_path": _critical_path(rep), "utilization": util, "seconds": dt}
+    return {"fmax_mhz": fmax, "clock_mhz": float(clock_mhz), "timing_met": fmax >= clock_mhz,
+            "critical_path": _critical_path(rep), "utilization": util}
 
 
 def place_and_route(workdir: str | Path, target: str, clock_mhz: float | None = None,

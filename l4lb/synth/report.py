@@ -14,7 +14,12 @@ from .verilog import MemoryInfo
 
 @dataclass
 class SynthReport:
-    """Resources, Fmax and throughput of one synthesis run (JSON via :meth:`to_dict`)."""
+    """Resources, Fmax and throughput of one synthesis run (JSON via :meth:`to_dict`).
+
+    ``frames`` is the beat width in bytes when the run was the frame datapath
+    (``l4lb_datapath``), None for the core; ``packets_per_cycle`` is then the number of
+    64-byte frames per clock at one beat per clock (``min(1, W / 64)``).
+    """
 
     target: str
     device: str
@@ -27,10 +32,11 @@ class SynthReport:
     fmax_mhz: float | None
     clock_mhz: float | None
     timing_met: bool | None
-    packets_per_cycle: int = 1
+    packets_per_cycle: float = 1
     latency_cycles: int | None = None
     hash_stages: int | None = None
     lutram: int = 0
+    frames: int | None = None
     utilization: dict[str, dict[str, int]] = field(default_factory=dict)
     yosys_cells: dict[str, int] = field(default_factory=dict)
     memories: list[MemoryInfo] = field(default_factory=list)
@@ -72,7 +78,10 @@ class SynthReport:
         def pct(k: str, v: int) -> str:
             return f" / {av[k]} ({100.0 * v / av[k]:.1f} %)" if av.get(k) else ""
 
-        lines = [f"l4lb synth: config {self.config!r} on {self.target} ({self.device})"]
+        what = (f"frame datapath {self.top!r}, {self.frames}-byte beats" if self.frames
+                else f"module {self.top!r}")
+        lines = [f"l4lb synth: config {self.config!r} on {self.target} ({self.device}), "
+                 f"{what}"]
         if t.nextpnr is None:
             lines.append(f"  NOTE: {t.notes}")
         lines += [
@@ -89,7 +98,8 @@ class SynthReport:
                 f"  {'Fmax (nextpnr, routed)':24s} {self.fmax_mhz:8.1f} MHz "
                 f"(requested {self.clock_mhz:.0f} MHz: {met})",
                 f"  {'packets/s':24s} {self.mpps:8.1f} Mpps "
-                f"({self.packets_per_cycle} packet/cycle x Fmax)",
+                f"({self.packets_per_cycle:g} {'64 B frame' if self.frames else 'packet'}"
+                f"/cycle x Fmax)",
                 f"  {'Gbit/s at 64 B frames':24s} {self.gbps_64b:8.1f} "
                 f"(wire rate: 64 B + 20 B preamble/IFG = {WIRE_BITS_PER_PACKET} bits/packet)",
             ]

@@ -25,6 +25,12 @@ TABLE_ROLES = ("conn", "maglev")
 #: 64-word LUT-RAM DIP table with its 4:1 read multiplexer did not make 200 MHz).
 DATAPATH_ROLES = ("conn", "maglev", "dip", "slot_map", "transit")
 
+#: Memory roles of the frame datapath (``l4lb synth --frames W``): the frame buffer and
+#: the record and packet queues, each an ``hdl.fifo.BlockRamFifo`` whose ring is put in
+#: block RAM on every family (its output queue in LUT RAM). The frame buffer's ring must
+#: land in block RAM (it grows with ``max_frame`` and the core's latency).
+FRAME_ROLES = ("frame_buffer", "frame_queue")
+
 #: A memory of at least this many bits must never be built from flip-flops.
 FF_MEMORY_LIMIT_BITS = 4096
 

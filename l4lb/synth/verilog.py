@@ -63,7 +63,8 @@ class MemoryInfo:
     name: str          # hierarchical name below the core, e.g. "core.conn.stage0"
     width: int
     depth: int
-    role: str          # conn | maglev | dip | slot_map | transit | fifo | other
+    role: str          # conn | maglev | dip | slot_map | transit | fifo | frame_buffer |
+    #                    frame_queue | other
     forced_bram: bool = False
     mapped: str = "unknown"   # bram | lutram | ff | removed | unknown
     cell: str = ""            # yosys memory_libmap cell, e.g. $__DP16KD_
@@ -77,7 +78,8 @@ class MemoryInfo:
 
 def _role(module: str, mem: str, width: int, depth: int, shapes: dict) -> str:
     """What a memory holds, from its hierarchical path (``l4lb_core.conn.stage0.stage0``,
-    ``...maglev.slot_map_mem.slot_map_mem``), else from its shape."""
+    ``...maglev.slot_map_mem.slot_map_mem``, ``l4lb_datapath.datapath.frame_buffer``),
+    else from its shape."""
     parts = [p for p in f"{module}.{mem}".lower().split(".") if p]
     if any("slot_map" in p or "slotmap" in p for p in parts):
         return "slot_map"
@@ -85,6 +87,10 @@ def _role(module: str, mem: str, width: int, depth: int, shapes: dict) -> str:
         return "dip"
     if any("maglev" in p for p in parts):
         return "maglev"
+    if "frame_buffer" in parts:          # the frame datapath's (hdl/datapath.py)
+        return "frame_buffer"
+    if "record_queue" in parts or "packet_queue" in parts:
+        return "frame_queue"
     if any("fifo" in p for p in parts):
         return "fifo"
     if "conn" in parts or any(p.startswith("conn") for p in parts):

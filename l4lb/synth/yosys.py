@@ -14,7 +14,10 @@ from .targets import Target
 from .verilog import MemoryInfo
 
 
-def _yosys_script(t: Target, files: list[str], top: str) -> str:
+def _yosys_script(t: Target, files: list[str], top: str, core_path: str = "core") -> str:
+    """``synth.ys`` for module ``top`` inside the shim; ``core_path`` is the L4LBCore's
+    instance path below ``top`` (``core`` in ``l4lb_core``, ``datapath.core`` in
+    ``l4lb_datapath``), whose hash networks are kept modules of their own."""
     label = "map_memory" if t.family == "xilinx" else "map_ram"
     synth = t.yosys_synth + (" -flatten" if t.family == "xilinx" else "")
     json_out = "" if t.nextpnr is None else " -json netlist.json"
@@ -26,7 +29,7 @@ def _yosys_script(t: Target, files: list[str], top: str) -> str:
         f"setattr -mod -set keep_hierarchy 1 {top}",
         # each hash role's XOR network stays a module of its own: flattened, abc shares
         # XOR terms between roles and chains three LUTs where each level needs one
-        f"setattr -mod -set keep_hierarchy 1 {top}.core.hash.*",
+        f"setattr -mod -set keep_hierarchy 1 {top}.{core_path}.hash.*",
         f"{synth} -top {SHIM_TOP} -run :{label}",
         # hdl.fifo.BlockRamFifo never uses a ring word read in the cycle it is written,
         # so such a collision may give any value: no bypass logic behind the block RAM
