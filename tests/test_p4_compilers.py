@@ -71,12 +71,13 @@ def _p4c_bmv2(cfg: Config, tmp: Path) -> None:
     assert (tmp / "out" / "l4lb_v1model.json").stat().st_size > 0
 
 
-def _p4test_tna(cfg: Config, tmp: Path) -> None:
+def _p4test_tna(cfg: Config, tmp: Path, chip: int = 1) -> None:
+    """p4test on the TNA program for Tofino ``chip`` (1: tna.p4, 2: t2na.p4)."""
     inc = tna_include_dir()
     if inc is None:
         pytest.skip("tna.p4 not found beside p4test (p4c built without the Tofino back end)")
     src = _write(tmp, "l4lb_tna.p4", render_tna(cfg))
-    compile_ok(["p4test", "-I", str(inc), "-D__TARGET_TOFINO__=1", str(src)], tmp)
+    compile_ok(["p4test", "-I", str(inc), f"-D__TARGET_TOFINO__={chip}", str(src)], tmp)
 
 
 # ---- shipped configs ------------------------------------------------------------------
@@ -93,14 +94,15 @@ def test_p4c_compiles_v1model_for_bmv2(example, tmp_path):
     _p4c_bmv2(load_config(ROOT / "examples" / f"{example}.toml"), tmp_path)
 
 
+@pytest.mark.parametrize("chip", [1, 2])
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_p4test_accepts_tna(example, tmp_path):
+def test_p4test_accepts_tna(example, chip, tmp_path):
     _need("p4test")
     cfg = load_config(ROOT / "examples" / f"{example}.toml")
     why = tna_unsupported(cfg)
     if why is not None:
         pytest.skip(f"TNA does not support this config: {why}")
-    _p4test_tna(cfg, tmp_path)
+    _p4test_tna(cfg, tmp_path, chip)
 
 
 def test_committed_programs_compile(tmp_path):
