@@ -19,10 +19,19 @@ last beat arrives the window (with that beat merged in) and the length enter the
 pipeline:
 
     p0   tags, EtherType, checks 1-4; the 78 bytes from the IPv4 header on (3:1 mux)
-    p1   checks 5-7, 9-12; IPv4 header words masked by IHL, summed in groups of five;
-         the L4 fields (11:1 mux on IHL); the rewrite's partial sums
-    p2   header sum                     p3  fold          p4  fold; check 8; priority
+    p1   checks 5-7, 9-12; IPv4 header words masked by IHL, summed in pairs (15);
+         the L4 window (11:1 mux on IHL)
+    p2   the L4 fields; ~L4 checksum + ~port and ~address words summed; header 15 -> 8
+    p3   the rewrite's partial sums; header 8 -> 4
+    p4   partial sums folded once; header 4 -> 2
+    p5   partial sums folded again; header 2 -> 1
+    p6   header sum folded once
+    p7   folded again; check 8; priority
     out  the record
+
+Each stage adds at most one carry chain (an adder or a compare) after its registers, so
+the parser keeps up with the 200 MHz of the core on ECP5 (the first version summed five
+words, then four, in one stage each: 94.7 MHz, a 23-level path).
 
 Beats must carry ``keep`` all ones except on the last beat of a frame, where it is a run
 of ones from lane 0 (what MACs deliver); the byte count of a last beat is the position
@@ -50,7 +59,7 @@ _L3_WINDOW = 78
 #: Beat widths in bytes the datapath is built for.
 WIDTHS = (8, 16, 32, 64)
 #: Cycles from the transfer of a frame's last beat to its record's ``valid``.
-PARSE_LATENCY = 6
+PARSE_LATENCY = 9
 
 
 def check_beat_width(width) -> None:
@@ -235,7 +244,8 @@ class FrameParser(wiring.Component):
             p1_tags.eq(tags), p1_ipwin.eq(ipwin), p1_avail.eq(p0_n - l3),
         ]
 
-        # ---- p1: checks 5-12 but 8, header words, L4 fields, partial sums ------------
+        # ---- p1: checks 5-12 but 8; header words masked by IHL and summed in pairs; the
+        # L4 window (11:1 mux on IHL). Every later stage adds at most one carry chain.
         vihl = _byte(p1_ipwin, 0)
         ihl = vihl[:4]
         hlen = Signal(6)
@@ -250,27 +260,21 @@ class FrameParser(wiring.Component):
                     m.d.comb += l4w.eq(p1_ipwin[32 * i:32 * i + 8 * 18])
             with m.Default():   # IHL < 5: BAD_IHL, the fields are not used
                 m.d.comb += l4w.eq(0)
-        l4_csum = Signal(16)
-        m.d.comb += l4_csum.eq(Mux(is_tcp, _be16(l4w, 16), _be16(l4w, 6)))
-        ip_csum = _be16(p1_ipwin, 10)
         dst_ip = _be32(p1_ipwin, 16)
-        dst_port = _be16(l4w, 2)
         # header words 0..29; word j counts when j < 2 * ihl (ihl >= 5 or check 7 fails)
         words = []
         for j in range(30):
             w = _be16(p1_ipwin, 2 * j)
             words.append(w if j < 10 else Mux(ihl > j // 2, w, 0))
-        groups = [sum(words[g:g + 5]) for g in range(0, 30, 5)]
-        p2 = {k: Signal(name=f"p2_{k}") for k in
-              ("valid", "err", "oversize", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c9",
-               "c10", "c11", "c12")}
-        p2_groups = [Signal(19, name=f"p2_group{g}", reset_less=True) for g in range(6)]
-        p2_ip_part = Signal(18, name="p2_ip_part", reset_less=True)
-        p2_l4_part = Signal(18, name="p2_l4_part", reset_less=True)
+        flags = ("valid", "err", "oversize", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c9",
+                 "c10", "c11", "c12")
+        p2 = {k: Signal(name=f"p2_{k}") for k in flags}
+        p2_pairs = [Signal(17, name=f"p2_pair{g}", reset_less=True) for g in range(15)]
+        p2_l4w = Signal(8 * 18, name="p2_l4w", reset_less=True)
+        p2_tcp = Signal(name="p2_tcp", reset_less=True)
         p2_rec = Signal(PARSE_LAYOUT, name="p2_rec", reset_less=True)
         for k in ("valid", "err", "oversize", "c1", "c2", "c3", "c4", "c5"):
             m.d.sync += p2[k].eq(p1[k])
-        nd_hi, nd_lo, nd_port = ~dst_ip[16:], ~dst_ip[:16], ~dst_port
         m.d.sync += [
             p2["c6"].eq(vihl[4:] != 4),
             p2["c7"].eq((ihl < 5) | (hlen > p1_avail)),
@@ -278,49 +282,93 @@ class FrameParser(wiring.Component):
             p2["c10"].eq(_be16(p1_ipwin, 6)[:14].any()),
             p2["c11"].eq((proto != PROTO_TCP) & (proto != PROTO_UDP)),
             p2["c12"].eq(total < hlen + Mux(is_tcp, 20, 8)),
-            p2_ip_part.eq((~ip_csum)[:16] + nd_hi + nd_lo),
-            p2_l4_part.eq((~l4_csum)[:16] + nd_hi + nd_lo + nd_port),
+            p2_l4w.eq(l4w), p2_tcp.eq(is_tcp),
             p2_rec.key.src_ip.eq(_be32(p1_ipwin, 12)),
             p2_rec.key.dst_ip.eq(dst_ip),
-            p2_rec.key.src_port.eq(_be16(l4w, 0)),
-            p2_rec.key.dst_port.eq(dst_port),
             p2_rec.key.proto.eq(proto),
-            p2_rec.tcp_flags.eq(Mux(is_tcp, _byte(l4w, 13), 0)),
             p2_rec.tags.eq(p1_tags),
             p2_rec.ihl.eq(ihl),
-            p2_rec.ip_csum.eq(ip_csum),
-            p2_rec.l4_csum.eq(l4_csum),
+            p2_rec.ip_csum.eq(_be16(p1_ipwin, 10)),
         ]
-        m.d.sync += [g.eq(s) for g, s in zip(p2_groups, groups, strict=True)]
+        m.d.sync += [p.eq(words[2 * g] + words[2 * g + 1]) for g, p in enumerate(p2_pairs)]
 
-        # ---- p2: header sum; p3: fold; p4: fold, check 8, priority ---------------------
-        p3 = {k: Signal(name=f"p3_{k}") for k in p2}
-        p3_sum = Signal(22, name="p3_sum", reset_less=True)
+        # ---- p2: L4 fields; the rewrite's partial sums, first adds; header sum 15 -> 8 ---
+        def stage(prev: dict, name: str) -> dict:
+            """The next stage's copies of the flags and the record."""
+            nxt = {k: Signal(name=f"{name}_{k}") for k in prev}
+            m.d.sync += [nxt[k].eq(prev[k]) for k in prev]
+            return nxt
+
+        def tree(vals: list, width: int, name: str) -> list:
+            """One adder level: pairs summed (an odd last one passed), registered."""
+            out = [Signal(width, name=f"{name}_sum{g}", reset_less=True)
+                   for g in range((len(vals) + 1) // 2)]
+            for g, o in enumerate(out):
+                pair = vals[2 * g:2 * g + 2]
+                m.d.sync += o.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
+            return out
+
+        l4_csum = Signal(16)
+        m.d.comb += l4_csum.eq(Mux(p2_tcp, _be16(p2_l4w, 16), _be16(p2_l4w, 6)))
+        p3 = stage(p2, "p3")
+        p3_sums = tree(p2_pairs, 18, "p3")
         p3_rec = Signal(PARSE_LAYOUT, name="p3_rec", reset_less=True)
-        p3_ip = Signal(17, name="p3_ip", reset_less=True)
-        p3_l4 = Signal(17, name="p3_l4", reset_less=True)
-        m.d.sync += [p3[k].eq(p2[k]) for k in p2]
-        m.d.sync += [p3_sum.eq(sum(p2_groups)), p3_rec.eq(p2_rec),
-                     p3_ip.eq(_fold_once(m, p2_ip_part, "ip_fold1")),
-                     p3_l4.eq(_fold_once(m, p2_l4_part, "l4_fold1"))]
+        dst_port = _be16(p2_l4w, 2)
+        nd_hi, nd_lo = ~p2_rec.key.dst_ip[16:], ~p2_rec.key.dst_ip[:16]
+        p3_ipc = Signal(16, name="p3_ipc", reset_less=True)    # ~ip_csum
+        p3_la = Signal(17, name="p3_la", reset_less=True)      # ~l4_csum + ~dst_port
+        p3_b = Signal(17, name="p3_b", reset_less=True)        # ~dst_ip_hi + ~dst_ip_lo
+        m.d.sync += [
+            p3_rec.eq(p2_rec),
+            p3_rec.key.src_port.eq(_be16(p2_l4w, 0)),
+            p3_rec.key.dst_port.eq(dst_port),
+            p3_rec.tcp_flags.eq(Mux(p2_tcp, _byte(p2_l4w, 13), 0)),
+            p3_rec.l4_csum.eq(l4_csum),
+            p3_ipc.eq(~p2_rec.ip_csum),
+            p3_la.eq((~l4_csum)[:16] + (~dst_port)[:16]),
+            p3_b.eq(nd_hi + nd_lo),
+        ]
 
-        p4 = {k: Signal(name=f"p4_{k}") for k in p2}
-        p4_sum = Signal(17, name="p4_sum", reset_less=True)
+        # ---- p3: partial sums complete; header 8 -> 4 ------------------------------------
+        p4 = stage(p3, "p4")
+        p4_sums = tree(p3_sums, 19, "p4")
         p4_rec = Signal(PARSE_LAYOUT, name="p4_rec", reset_less=True)
-        m.d.sync += [p4[k].eq(p3[k]) for k in p3]
-        m.d.sync += [p4_sum.eq(_fold_once(m, p3_sum, "hdr_fold1")), p4_rec.eq(p3_rec),
-                     p4_rec.ip_part.eq(p3_ip[:16] + p3_ip[16]),
-                     p4_rec.l4_part.eq(p3_l4[:16] + p3_l4[16])]
+        p4_ip = Signal(18, name="p4_ip", reset_less=True)
+        p4_l4 = Signal(18, name="p4_l4", reset_less=True)
+        m.d.sync += [p4_rec.eq(p3_rec), p4_ip.eq(p3_ipc + p3_b), p4_l4.eq(p3_la + p3_b)]
+
+        # ---- p4: first folds; header 4 -> 2 ----------------------------------------------
+        p5 = stage(p4, "p5")
+        p5_sums = tree(p4_sums, 20, "p5")
+        p5_rec = Signal(PARSE_LAYOUT, name="p5_rec", reset_less=True)
+        p5_ip = Signal(17, name="p5_ip", reset_less=True)
+        p5_l4 = Signal(17, name="p5_l4", reset_less=True)
+        m.d.sync += [p5_rec.eq(p4_rec), p5_ip.eq(_fold_once(m, p4_ip, "ip_fold1")),
+                     p5_l4.eq(_fold_once(m, p4_l4, "l4_fold1"))]
+
+        # ---- p5: second folds (the partial sums are final); header 2 -> 1 ----------------
+        p6 = stage(p5, "p6")
+        p6_sum = tree(p5_sums, 21, "p6")[0]
+        p6_rec = Signal(PARSE_LAYOUT, name="p6_rec", reset_less=True)
+        m.d.sync += [p6_rec.eq(p5_rec),
+                     p6_rec.ip_part.eq(p5_ip[:16] + p5_ip[16]),
+                     p6_rec.l4_part.eq(p5_l4[:16] + p5_l4[16])]
+
+        # ---- p6: header sum folded once; p7: folded again, check 8, priority ------------
+        p7 = stage(p6, "p7")
+        p7_sum = Signal(17, name="p7_sum", reset_less=True)
+        p7_rec = Signal(PARSE_LAYOUT, name="p7_rec", reset_less=True)
+        m.d.sync += [p7_sum.eq(_fold_once(m, p6_sum, "hdr_fold1")), p7_rec.eq(p6_rec)]
 
         hsum = Signal(16)
-        m.d.comb += hsum.eq(p4_sum[:16] + p4_sum[16])
+        m.d.comb += hsum.eq(p7_sum[:16] + p7_sum[16])
         checks = [  # model/parse.py order
-            (p4["c1"], Reason.TRUNCATED), (p4["c2"], Reason.TRUNCATED),
-            (p4["c3"], Reason.TOO_MANY_TAGS), (p4["c4"], Reason.NOT_IPV4),
-            (p4["c5"], Reason.TRUNCATED), (p4["c6"], Reason.BAD_VERSION),
-            (p4["c7"], Reason.BAD_IHL), (hsum != 0xFFFF, Reason.BAD_IP_CHECKSUM),
-            (p4["c9"], Reason.BAD_TOTAL_LENGTH), (p4["c10"], Reason.FRAGMENT),
-            (p4["c11"], Reason.NOT_TCP_UDP), (p4["c12"], Reason.L4_TRUNCATED),
+            (p7["c1"], Reason.TRUNCATED), (p7["c2"], Reason.TRUNCATED),
+            (p7["c3"], Reason.TOO_MANY_TAGS), (p7["c4"], Reason.NOT_IPV4),
+            (p7["c5"], Reason.TRUNCATED), (p7["c6"], Reason.BAD_VERSION),
+            (p7["c7"], Reason.BAD_IHL), (hsum != 0xFFFF, Reason.BAD_IP_CHECKSUM),
+            (p7["c9"], Reason.BAD_TOTAL_LENGTH), (p7["c10"], Reason.FRAGMENT),
+            (p7["c11"], Reason.NOT_TCP_UDP), (p7["c12"], Reason.L4_TRUNCATED),
         ]
         reason = Signal(4)
         m.d.comb += reason.eq(Reason.OK)
@@ -330,7 +378,7 @@ class FrameParser(wiring.Component):
 
         out_valid = Signal()
         out = Signal(PARSE_LAYOUT, reset_less=True)
-        m.d.sync += [out_valid.eq(p4["valid"]), out.eq(p4_rec), out.reason.eq(reason),
-                     out.rx_error.eq(p4["err"]), out.oversize.eq(p4["oversize"])]
+        m.d.sync += [out_valid.eq(p7["valid"]), out.eq(p7_rec), out.reason.eq(reason),
+                     out.rx_error.eq(p7["err"]), out.oversize.eq(p7["oversize"])]
         m.d.comb += [self.frame.valid.eq(out_valid), self.frame.payload.eq(out)]
         return m

@@ -19,13 +19,24 @@ so each of the five *patches* (IPv4 checksum, the two address words, port, L4
 checksum) lands on one 16-bit lane of one beat: its beat index and lane are computed
 once per frame, and each beat's lanes are replaced where a patch matches.
 
-Pipeline, with stream handshakes between stages (transfer when ``valid & ready``; a
-source never waits for ``ready`` to assert ``valid``)::
+Pipeline::
 
-    v1    record (+ decision) taken: new words added to the partial sums
-    v2    the frame's verdict: sums folded and complemented, patch positions; held
-          while the frame's beats pass, released with its last beat
+    join  record (+ decision) taken while ``credit`` (a flip-flop) is high
+    c1    registered; drop / rewrite decided
+    c2    new address and port words added pairwise; L3 offset
+    c3    the sums complete; L4 offset
+    c4    sums folded once; patch offsets
+    c5    folded again; each patch's beat index and lane
+    c6    the verdict: new checksums complemented, patches -> verdict queue (StreamFifo)
+    v2    the verdict of the frame whose beats pass; held while they pass, released with
+          its last beat
     out   the output register (m)
+
+c1..c6 are free-running, one carry chain per stage at most (the first version added
+three words and folded twice in one stage: with the parser, the datapath made 94.7
+MHz on ECP5). ``credit`` bounds the verdicts joined and not yet taken by v2 by the
+queue's capacity, from registered events (as the core's credits), so ``m.ready`` has no
+combinational path into ``rec.ready`` or ``dec.ready``.
 
 Backpressure on ``m`` stops the beat reads; nothing is lost or reordered. With ``m``
 always ready a frame of ``k`` beats takes ``k`` cycles, one-beat frames one per cycle.
@@ -37,6 +48,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.layout import Action
 
+from .fifo import StreamFifo, up_down_thermometer
 from .parser import HEADER_BYTES, beat_layout, check_beat_width
 
 __all__ = ["Rewriter", "RECORD_LAYOUT", "DEST_LAYOUT", "REWRITE_LATENCY"]
@@ -56,19 +68,13 @@ RECORD_LAYOUT = data.StructLayout({
 #: The part of the core's decision the rewriter needs.
 DEST_LAYOUT = data.StructLayout({"action": 2, "ip": 32, "port": 16})
 
-#: Cycles from a record (and decision) being taken into v1 to the first beat on ``m``
-#: when the beats are there and ``m`` is ready: v1, v2, out.
-REWRITE_LATENCY = 3
+#: Cycles from a record (and decision) being joined to the first beat on ``m`` when the
+#: beats are there and ``m`` is ready: c1..c6, the verdict queue (2), v2, out.
+REWRITE_LATENCY = 10
 
 _PATCHES = 5
-
-
-def _fold2(m: Module, s, name: str) -> Signal:
-    """The 16-bit end-around-carry fold of an 18-bit sum (two folds suffice)."""
-    f1 = Signal(17, name=f"{name}_f1")
-    f2 = Signal(16, name=f"{name}_f2")
-    m.d.comb += [f1.eq(s[:16] + s[16:]), f2.eq(f1[:16] + f1[16])]
-    return f2
+#: Verdicts the queue between the verdict pipeline and the beat stage holds.
+_VQ_DEPTH = 17
 
 
 class Rewriter(wiring.Component):
@@ -123,70 +129,115 @@ class Rewriter(wiring.Component):
         lb = (W - 1).bit_length()            # log2 W
         nb = -(-HEADER_BYTES // W)           # beats that can hold a patch
         rec, dec = self.rec.payload, self.dec.payload
-
-        # ---- v1: record and decision joined; new words added ----------------------------
-        v1_valid = Signal()
-        v1 = Signal(data.StructLayout({
-            "drop": 1, "rw": 1, "tags": 2, "ihl": 4, "tcp": 1, "udp_zero": 1,
-            "ip": 32, "port": 16, "ip_sum": 18, "l4_sum": 18}), reset_less=True)
-        v2_valid = Signal()
-        v2_free = Signal()
-        v1_free = Signal()
-        v1_load = Signal()
-        m.d.comb += [
-            v1_free.eq(~v1_valid | v2_free),
-            v1_load.eq(self.rec.valid & (~rec.core | self.dec.valid) & v1_free),
-            self.rec.ready.eq(v1_free & (~rec.core | self.dec.valid)),
-            self.dec.ready.eq(v1_free & self.rec.valid & rec.core),
-        ]
-        nhi, nlo = dec.ip[16:], dec.ip[:16]
-        with m.If(v1_load):
-            m.d.sync += [
-                v1.drop.eq(rec.drop | (rec.core & (dec.action == Action.DROP))),
-                v1.rw.eq(~rec.drop & rec.core & (dec.action == Action.LB)),
-                v1.tags.eq(rec.tags), v1.ihl.eq(rec.ihl), v1.tcp.eq(rec.tcp),
-                v1.udp_zero.eq(rec.udp_zero), v1.ip.eq(dec.ip), v1.port.eq(dec.port),
-                v1.ip_sum.eq(rec.ip_part + nhi + nlo),
-                v1.l4_sum.eq(rec.l4_part + nhi + nlo + dec.port),
-            ]
-        with m.If(v1_free):
-            m.d.sync += v1_valid.eq(v1_load)
-
-        # ---- v2: the verdict of the frame whose beats pass now ---------------------------
         patch_layout = data.StructLayout({"en": 1, "beat": range(nb + 1), "lane": W // 2,
                                           "value": 16})
-        v2 = Signal(data.StructLayout({"drop": 1, "rw": 1,
-                                       "p": data.ArrayLayout(patch_layout, _PATCHES)}),
-                    reset_less=True)
+        _VERDICT = data.StructLayout({"drop": 1, "rw": 1,
+                                      "p": data.ArrayLayout(patch_layout, _PATCHES)})
+
+        # ---- join: record and decision taken while the verdict queue has credit ---------
+        # The verdict is computed in a free-running pipeline (one carry chain per stage)
+        # and queued; `credit` (a flip-flop) bounds what is in the pipeline and the queue
+        # by the queue's capacity, so the queue never refuses a word and `m.ready` has no
+        # path into `rec.ready` / `dec.ready`.
+        vq = StreamFifo(_VERDICT.size, _VQ_DEPTH, checked=False)
+        m.submodules.verdict_queue = vq
+        cap = vq.capacity
+        credit = Signal(init=1)     # nothing is outstanding after reset
+        go = Signal()
+        go_q = Signal()
+        pop_q = Signal()
+        m.d.comb += [
+            go.eq(credit & self.rec.valid & (~rec.core | self.dec.valid)),
+            self.rec.ready.eq(credit & (~rec.core | self.dec.valid)),
+            self.dec.ready.eq(credit & self.rec.valid & rec.core),
+        ]
+        # joined and not yet popped from the queue, counted from registered events (one
+        # cycle late); credit: at most cap - 3 two cycles ago, so at most cap after this
+        # cycle's join (as the core's credits, hdl/core.py)
+        outstanding = up_down_thermometer(m, cap, go_q, pop_q, "verdicts")
+        m.d.sync += [go_q.eq(go), pop_q.eq(vq.r.valid & vq.r.ready),
+                     credit.eq(~outstanding[cap - 3])]
+
+        # c1: the inputs registered (drop / rewrite decided)
+        c1_valid = Signal()
+        c1 = Signal(data.StructLayout({
+            "drop": 1, "rw": 1, "tags": 2, "ihl": 4, "tcp": 1, "udp_zero": 1,
+            "ip": 32, "port": 16, "ip_part": 16, "l4_part": 16}), reset_less=True)
+        m.d.sync += [
+            c1_valid.eq(go),
+            c1.drop.eq(rec.drop | (rec.core & (dec.action == Action.DROP))),
+            c1.rw.eq(~rec.drop & rec.core & (dec.action == Action.LB)),
+            c1.tags.eq(rec.tags), c1.ihl.eq(rec.ihl), c1.tcp.eq(rec.tcp),
+            c1.udp_zero.eq(rec.udp_zero), c1.ip.eq(dec.ip), c1.port.eq(dec.port),
+            c1.ip_part.eq(rec.ip_part), c1.l4_part.eq(rec.l4_part),
+        ]
+
+        def nxt(prev, name: str):
+            """The next stage's copy of a register (valid or payload)."""
+            q = Signal.like(prev, name=name)
+            m.d.sync += q.eq(prev)
+            return q
+
+        # c2: the new words added pairwise; the L3 offset
+        c2_valid, c2 = nxt(c1_valid, "c2_valid"), nxt(c1, "c2")
+        nhi, nlo = c1.ip[16:], c1.ip[:16]
+        c2_ip = Signal(17, reset_less=True)      # ip_part + new address hi
+        c2_l4 = Signal(17, reset_less=True)      # l4_part + new address hi
+        c2_lp = Signal(17, reset_less=True)      # new address lo + new port
+        c2_l3 = Signal(7, reset_less=True)
+        m.d.sync += [c2_ip.eq(c1.ip_part + nhi), c2_l4.eq(c1.l4_part + nhi),
+                     c2_lp.eq(nlo + c1.port), c2_l3.eq(14 + (c1.tags << 2))]
+        # c3: the sums complete; the L4 offset
+        c3_valid, c3 = nxt(c2_valid, "c3_valid"), nxt(c2, "c3")
+        c3_ip = Signal(18, reset_less=True)
+        c3_l4 = Signal(18, reset_less=True)
+        c3_l3 = nxt(c2_l3, "c3_l3")
+        c3_off4 = Signal(7, reset_less=True)
+        m.d.sync += [c3_ip.eq(c2_ip + c2.ip[:16]), c3_l4.eq(c2_l4 + c2_lp),
+                     c3_off4.eq(c2_l3 + (c2.ihl << 2))]
+        # c4: folded once; the patch offsets
+        c4_valid, c4 = nxt(c3_valid, "c4_valid"), nxt(c3, "c4")
+        c4_ip = Signal(17, reset_less=True)
+        c4_l4 = Signal(17, reset_less=True)
+        m.d.sync += [c4_ip.eq(c3_ip[:16] + c3_ip[16:]), c4_l4.eq(c3_l4[:16] + c3_l4[16:])]
+        offs = [(c3_l3, 10), (c3_l3, 16), (c3_l3, 18), (c3_off4, 2), (c3_off4, None)]
+        c4_off = [Signal(7, name=f"c4_off{k}", reset_less=True) for k in range(_PATCHES)]
+        for k, (base, add) in enumerate(offs):
+            m.d.sync += c4_off[k].eq(base + (Mux(c3.tcp, 16, 6) if add is None else add))
+        # c5: folded again; beat and lane of each patch
+        c5_valid, c5 = nxt(c4_valid, "c5_valid"), nxt(c4, "c5")
+        c5_ip = Signal(16, reset_less=True)
+        c5_l4 = Signal(16, reset_less=True)
+        m.d.sync += [c5_ip.eq(c4_ip[:16] + c4_ip[16]), c5_l4.eq(c4_l4[:16] + c4_l4[16])]
+        c5_beat = [Signal(range(nb + 1), name=f"c5_beat{k}", reset_less=True)
+                   for k in range(_PATCHES)]
+        c5_lane = [Signal(W // 2, name=f"c5_lane{k}", reset_less=True)
+                   for k in range(_PATCHES)]
+        for k in range(_PATCHES):
+            m.d.sync += [c5_beat[k].eq(c4_off[k] >> lb), c5_lane[k].eq(1 << c4_off[k][1:lb])]
+        # c6: the new checksums (complemented; an updated UDP checksum of 0 sent as 0xFFFF)
         ip_new = Signal(16)
         l4_new = Signal(16)
-        m.d.comb += [ip_new.eq(~_fold2(m, v1.ip_sum, "ip")),
-                     l4_new.eq(~_fold2(m, v1.l4_sum, "l4"))]
+        m.d.comb += [ip_new.eq(~c5_ip), l4_new.eq(~c5_l4)]
         l4_val = Signal(16)
-        m.d.comb += l4_val.eq(Mux(~v1.tcp & (l4_new == 0), 0xFFFF, l4_new))
-        l3 = Signal(7)
-        l4 = Signal(7)
-        m.d.comb += [l3.eq(14 + (v1.tags << 2)), l4.eq(l3 + (v1.ihl << 2))]
-        patches = [
-            (l3 + 10, ip_new, v1.rw),
-            (l3 + 16, v1.ip[16:], v1.rw),
-            (l3 + 18, v1.ip[:16], v1.rw),
-            (l4 + 2, v1.port, v1.rw),
-            (l4 + Mux(v1.tcp, 16, 6), l4_val, v1.rw & (v1.tcp | ~v1.udp_zero)),
-        ]
-        v2_load = Signal()
-        m.d.comb += v2_load.eq(v1_valid & v2_free)
-        with m.If(v2_load):
-            m.d.sync += [v2.drop.eq(v1.drop), v2.rw.eq(v1.rw)]
-            for k, (off, val, en) in enumerate(patches):
-                o = Signal(7, name=f"patch{k}_off")
-                m.d.comb += o.eq(off)
-                lane = Signal(W // 2, name=f"patch{k}_lane")
-                m.d.comb += lane.eq(1 << o[1:lb])
-                m.d.sync += [v2.p[k].en.eq(en), v2.p[k].beat.eq(o >> lb),
-                             v2.p[k].lane.eq(lane), v2.p[k].value.eq(val)]
+        m.d.comb += l4_val.eq(Mux(~c5.tcp & (l4_new == 0), 0xFFFF, l4_new))
+        values = [ip_new, c5.ip[16:], c5.ip[:16], c5.port, l4_val]
+        ens = [c5.rw] * 4 + [c5.rw & (c5.tcp | ~c5.udp_zero)]
+        c6_valid = Signal()
+        c6 = Signal(_VERDICT, reset_less=True)
+        m.d.sync += [c6_valid.eq(c5_valid), c6.drop.eq(c5.drop), c6.rw.eq(c5.rw)]
+        for k in range(_PATCHES):
+            m.d.sync += [c6.p[k].en.eq(ens[k]), c6.p[k].beat.eq(c5_beat[k]),
+                         c6.p[k].lane.eq(c5_lane[k]), c6.p[k].value.eq(values[k])]
+        m.d.comb += [vq.w.valid.eq(c6_valid), vq.w.payload.eq(c6)]
+
+        # ---- v2: the verdict of the frame whose beats pass now ---------------------------
+        v2_valid = Signal()
+        v2_free = Signal()
+        v2 = Signal(_VERDICT, reset_less=True)
+        m.d.comb += vq.r.ready.eq(v2_free)
         with m.If(v2_free):
-            m.d.sync += v2_valid.eq(v2_load)
+            m.d.sync += [v2_valid.eq(vq.r.valid), v2.eq(vq.r.payload)]
 
         # ---- beats: discarded (drop) or patched into the output register -------------------
         beat = self.beats.payload

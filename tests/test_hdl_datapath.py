@@ -13,6 +13,8 @@ import tomllib
 import pytest
 
 from hdl.datapath import FrameDatapath
+from hdl.parser import PARSE_LATENCY
+from hdl.rewriter import REWRITE_LATENCY
 from l4lb.framegen import MALFORMED, build_frame, frame_mix, malform
 from model.config import load_config, parse_config
 from model.controlplane import ControlPlane
@@ -212,9 +214,10 @@ def test_one_min_frame_per_clock_at_w64():
     assert span_in == n and span_out == len(want) == n, (span_in, span_out, n)
     lat = {o - i for i, o in zip(res["first_in"], res["first_out"], strict=True)}
     assert lat == {dut.latency}, lat
-    assert dut.latency == dut.decision_delay + 3 == 6 + 8 + dut.core.latency + 3
+    assert dut.latency == dut.decision_delay + REWRITE_LATENCY == (
+        PARSE_LATENCY + 8 + dut.core.latency + REWRITE_LATENCY)
     assert dut.buffer_beats >= dut.max_beats + dut.decision_delay
-    assert dut.frame_slots >= dut.decision_delay + 3
+    assert dut.frame_slots >= dut.decision_delay + REWRITE_LATENCY
 
 
 def test_constructor_validation():

@@ -8,6 +8,7 @@ import pytest
 
 from hdl.export import MODULE_NAME, compact_memory_inits, write_verilog
 from hdl.layouts import memory_map
+from hdl.rewriter import REWRITE_LATENCY
 from hdl.top import port_widths
 from l4lb.cli import main
 from model.layout import memory_specs
@@ -84,7 +85,7 @@ def test_cli_rtl_frames(tmp_path, capsys):
     assert "module l4lb_datapath" in v and "s_axis_tdata" in v and "m_axis_tuser" in v
     info = json.loads((tmp_path / "rtl" / "l4lb_datapath.json").read_text())
     assert info["ports"]["s_axis_tdata"] == {"dir": "in", "width": 512}
-    assert info["width"] == 64 and info["latency"] == info["decision_delay"] + 3
+    assert info["width"] == 64 and info["latency"] == info["decision_delay"] + REWRITE_LATENCY
     assert "module l4lb_datapath, 64-byte beats" in capsys.readouterr().out
 
 
