@@ -175,6 +175,12 @@ def tna_unsupported(cfg: Config) -> str | None:
 TNA_MOD_HALF_BITS = 16
 
 
+def _tna_mod_lo(g: Geometry) -> bool:
+    """Whether the TNA program reduces the low CRC half by lookup too (a prime M up to
+    2^16; above it, ``lo < M`` already)."""
+    return not g.maglev_pow2 and g.maglev_size <= 1 << TNA_MOD_HALF_BITS
+
+
 def tna_maglev_mod_tables(g: Geometry) -> dict[str, list[int]]:
     """The constant lookup registers with which the TNA program computes ``crc % M`` for
     a prime Maglev size M without a modulo: ``crc = hi * 2^16 + lo``, so
@@ -187,7 +193,7 @@ def tna_maglev_mod_tables(g: Geometry) -> dict[str, list[int]]:
         return {}
     half = 1 << TNA_MOD_HALF_BITS
     tables = {"maglev_mod_hi": [(hi << TNA_MOD_HALF_BITS) % m for hi in range(half)]}
-    if m <= half:
+    if _tna_mod_lo(g):
         tables["maglev_mod_lo"] = [lo % m for lo in range(half)]
     return tables
 
@@ -199,7 +205,7 @@ def tna_maglev_reduce(g: Geometry, crc: int) -> int:
     if g.maglev_pow2:
         return crc & (m - 1)
     hi, lo = crc >> half, crc & ((1 << half) - 1)
-    total = (hi << half) % m + (lo % m if m <= 1 << half else lo)
+    total = (hi << half) % m + (lo % m if _tna_mod_lo(g) else lo)
     diff = (total - m) & 0xFFFFFFFF
     return diff if not diff >> 31 else total
 
@@ -283,7 +289,7 @@ def _context(cfg: Config, arch: str) -> dict:
         "defines": _define_rows(g, arch),
         "roles": hash_roles(cfg, arch),
         "slots": list(range(g.pool_slots)),
-        "mod_lo": not g.maglev_pow2 and g.maglev_size <= 1 << TNA_MOD_HALF_BITS,
+        "mod_lo": _tna_mod_lo(g),
         "field_bits": _FIELD_BITS,
         "stages": list(range(g.stages)),
         "transits": list(range(g.transit_hashes)),
@@ -482,7 +488,7 @@ def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
     ctx["mod_tables"] = [] if g.maglev_pow2 else [
         ("maglev_mod_hi", f"(i << {TNA_MOD_HALF_BITS}) % {g.maglev_size}")] + (
         [("maglev_mod_lo", f"i % {g.maglev_size}")]
-        if g.maglev_size <= 1 << TNA_MOD_HALF_BITS else [])
+        if _tna_mod_lo(g) else [])
     ctx["mod_values"] = 1 << TNA_MOD_HALF_BITS
     return _env().get_template("entries_bfrt.py.j2").render(**ctx)
 

@@ -49,10 +49,11 @@ class TofinoResult:
     @property
     def error(self) -> str:
         """The compiler's first error line (empty when it compiled)."""
-        for line in self.log.splitlines():
-            if "error" in line.lower():
-                return line.strip()
-        return "" if self.ok else self.log.strip().splitlines()[-1] if self.log.strip() else ""
+        lines = self.log.strip().splitlines()
+        errors = [ln.strip() for ln in lines if "error" in ln.lower()]
+        if errors:
+            return errors[0]
+        return lines[-1] if lines and not self.ok else ""
 
 
 def compile_tna(cfg: Config, outdir: str | Path, target: str = "tofino",
