@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .lifecycle import Lifecycle, parse_lifecycle
+
 __all__ = [
     "ConfigError",
     "Dip",
@@ -118,6 +120,7 @@ class Vip:
     protocol: int  # IP protocol number (6 or 17)
     dips: tuple[Dip, ...]
     policy: Policy = Policy()
+    auth: bool = False  # SYN authentication of new sources (TCP only; model.lifecycle)
 
     @property
     def address_str(self) -> str:
@@ -205,6 +208,7 @@ class Salts:
     transit: tuple[int, ...]
     maglev_offset: int
     maglev_skip: int
+    auth: tuple[int, int]  # verified-source ways' index (and way 0's tag); model.lifecycle
 
     @classmethod
     def default(cls) -> Salts:
@@ -212,7 +216,7 @@ class Salts:
         d = DEFAULT_SALTS
         return cls(stages=tuple(d["stages"]), digest=d["digest"], maglev=d["maglev"],
                    transit=tuple(d["transit"]), maglev_offset=d["maglev_offset"],
-                   maglev_skip=d["maglev_skip"])
+                   maglev_skip=d["maglev_skip"], auth=tuple(d["auth"]))
 
 
 #: What a frame datapath does with a frame the parser does not hand to the data plane.
@@ -247,6 +251,7 @@ class Config:
     source: str = "<string>"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     frames: FramePolicy = field(default_factory=FramePolicy)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property
     def all_dips(self) -> list[Dip]:
@@ -269,6 +274,7 @@ DEFAULT_SALTS = {
     "transit": [0x165667B1, 0x85EBCA77, 0xCC9E2D51, 0x1B873593],
     "maglev_offset": 0x3C6EF372,
     "maglev_skip": 0xA54FF53A,
+    "auth": [0x5BD1E995, 0x2545F491],
 }
 
 
@@ -400,13 +406,14 @@ def _salts(raw: dict, geo: Geometry) -> Salts:
         transit=words(merged["transit"], "salts.transit", geo.transit_hashes),
         maglev_offset=word(merged["maglev_offset"], "salts.maglev_offset"),
         maglev_skip=word(merged["maglev_skip"], "salts.maglev_skip"),
+        auth=words(merged["auth"], "salts.auth", 2),
     )
 
 
 def _vip(raw: Any, i: int, geo: Geometry) -> Vip:
     path = f"vip[{i}]"
     v = _table(raw, path)
-    _check_keys(v, {"name", "address", "port", "protocol", "dips", "policy"}, path)
+    _check_keys(v, {"name", "address", "port", "protocol", "dips", "policy", "auth"}, path)
     name = v.get("name", f"vip{i}")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{path}.name: expected a non-empty string, got {name!r}")
@@ -447,8 +454,14 @@ def _vip(raw: Any, i: int, geo: Geometry) -> Vip:
             f"{name!r} ({len(dips)} DIPs)"
         )
     policy = _policy(v["policy"], f"{path}.policy") if "policy" in v else Policy()
+    auth = v.get("auth", False)
+    if not isinstance(auth, bool):
+        raise ConfigError(f"{path}.auth: expected true or false, got {auth!r}")
+    if auth and proto != "tcp":
+        raise ConfigError(f"{path}.auth: SYN authentication needs a TCP VIP, but VIP "
+                          f"{name!r} is {proto}")
     return Vip(name=name, address=address, port=port, protocol=PROTOCOLS[proto],
-               dips=tuple(dips), policy=policy)
+               dips=tuple(dips), policy=policy, auth=auth)
 
 
 def _frames(raw: Any) -> FramePolicy:
@@ -472,7 +485,7 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     """Validate a parsed TOML document and return a :class:`Config`."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a table, got {data!r}")
-    _check_keys(data, {"name", "geometry", "salts", "vip", "frames"}, "")
+    _check_keys(data, {"name", "geometry", "salts", "vip", "frames", "lifecycle"}, "")
     geo = _geometry(data.get("geometry", {}))
     salts = _salts(data.get("salts", {}), geo)
     vips_raw = data.get("vip")
@@ -502,6 +515,7 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     cfg = Config(
         name=str(data.get("name", "l4lb")), geometry=geo, salts=salts, vips=tuple(vips),
         source=source, frames=_frames(data.get("frames", {})),
+        lifecycle=parse_lifecycle(data.get("lifecycle", {}), any(v.auth for v in vips)),
     )
     n_dips = len(cfg.all_dips)
     if n_dips > geo.dip_capacity:

@@ -179,6 +179,10 @@ class ConnTable:
         self._occ = [0] * self.d
         # Per stash key: what its last failed search depended on (see _drain_stash).
         self._watch: dict[FiveTuple, _Blocked] = {}
+        # Idle aging (model.controlplane): scans done, and the scan count when each
+        # stored key was written to its current slot.
+        self.generation = 0
+        self.placed_gen: dict[FiveTuple, int] = {}
 
     # ---- queries -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -286,6 +290,7 @@ class ConnTable:
         self.slot_key[stage][index] = key
         self.where[key] = (stage, index)
         self.versions[key] = version
+        self.placed_gen[key] = self.generation
         self._occ[stage] += 1
         self._later_add(key, stage)
 
@@ -393,7 +398,7 @@ class ConnTable:
         self._later_remove(key, s)
         self.slot_key[s][b] = None
         self._occ[s] -= 1
-        del self.versions[key], self._idx[key], self._dig[key]
+        del self.versions[key], self._idx[key], self._dig[key], self.placed_gen[key]
         self._drain_stash(key, pos)
         return True
 

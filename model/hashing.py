@@ -39,6 +39,7 @@ __all__ = [
     "FIELDS",
     "FIELD_BYTES",
     "FIELD_ORDERS",
+    "AUTH_FIELDS",
     "FiveTuple",
     "hash_bytes",
     "crc32_tuple",
@@ -69,6 +70,12 @@ FIELD_ORDERS: dict[str, tuple[str, ...]] = {
     "transit2": ("proto", "src_ip", "src_port", "dst_ip", "dst_port"),
     "transit3": ("dst_port", "dst_ip", "proto", "src_ip", "src_port"),
 }
+
+#: The verified-source hashes of SYN authentication cover the source address only:
+#: ``h_w = zlib.crc32(salts.auth[w] || src_ip)`` for way ``w`` = 0, 1; the index in way
+#: ``w`` is the low ``auth_log2_sources`` bits of ``h_w``, the tag (both ways) the next
+#: ``model.lifecycle.AUTH_TAG_BITS`` bits of ``h_0``.
+AUTH_FIELDS: tuple[str, ...] = ("src_ip",)
 
 
 @dataclass(frozen=True, order=True)
@@ -175,6 +182,16 @@ class Hasher:
             crc32_tuple(s, t, FIELD_ORDERS[f"transit{j}"]) & self.transit_mask
             for j, s in enumerate(self.cfg.salts.transit)
         ]
+
+    def auth_slots(self, t: FiveTuple) -> tuple[int, int, int]:
+        """(index in way 0, index in way 1, tag) of the key's source in the
+        verified-source table."""
+        from .lifecycle import AUTH_TAG_BITS
+
+        a = self.cfg.lifecycle.auth_log2_sources
+        h0, h1 = (crc32_tuple(s, t, AUTH_FIELDS) for s in self.cfg.salts.auth)
+        mask = (1 << a) - 1
+        return h0 & mask, h1 & mask, (h0 >> a) & ((1 << AUTH_TAG_BITS) - 1)
 
     # -- vectorised -----------------------------------------------------------------
     def batch(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

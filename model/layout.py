@@ -15,6 +15,18 @@ maglev        pool_slots * M         dip_index(dip_bits)     addr = slot*M + ind
 dip           dip_capacity           ip(32) | port(16)
 transit<j>    2**transit_log2_bits   bit(1)
 ============  =====================  ==============================================
+
+With a ``[lifecycle]`` (model.lifecycle, docs/lifecycle.md) the map also holds
+
+============  =====================  ==============================================
+act<i>        2**log2_slots          bit(1): conn<i> word hit since the last scan
+vip_auth      vip_capacity           bit(1): the VIP authenticates new sources
+auth<w>       2**auth_log2_sources   valid(1) | stamp(1) | tag(16)   w = 0, 1
+auth_key      2                      64-bit HalfSipHash key of each epoch parity
+auth_epoch    1                      bit(1): the current epoch parity
+============  =====================  ==============================================
+
+(``act<i>`` when ``idle_timeout > 0``; the ``auth`` memories when a VIP has ``auth``.)
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from enum import IntEnum
 import numpy as np
 
 from .config import Config, Geometry
+from .lifecycle import AUTH_WORD_BITS, Lifecycle
 
 __all__ = [
     "Phase",
@@ -32,6 +45,7 @@ __all__ = [
     "MemorySpec",
     "memory_specs",
     "Memories",
+    "Read",
     "MemoryError_",
     "pack_conn",
     "unpack_conn",
@@ -59,6 +73,10 @@ class Action(IntEnum):
     FORWARD = 0  # not a VIP: forwarded unchanged
     LB = 1       # VIP: destination rewritten to the selected DIP
     DROP = 2     # VIP, but its (VIP, version) has no live pool slot
+    # SYN authentication (model.lifecycle), only for VIPs with ``auth``:
+    CHALLENGE = 3   # SYN of an unverified source: answered with a cookie SYN-ACK
+    VERIFY = 4      # RST carrying a valid cookie: source marked verified, RST consumed
+    UNVERIFIED = 5  # other miss of an unverified source: dropped
 
 
 @dataclass(frozen=True)
@@ -74,8 +92,9 @@ class MemorySpec:
         return max(1, (self.depth - 1).bit_length())
 
 
-def memory_specs(geo: Geometry) -> list[MemorySpec]:
-    """The memory map of a geometry, in a fixed order (the order of manifest.json)."""
+def memory_specs(geo: Geometry, lifecycle: Lifecycle | None = None) -> list[MemorySpec]:
+    """The memory map of a geometry, in a fixed order (the order of manifest.json);
+    with ``lifecycle``, its memories follow the base map."""
     V = geo.version_bits
     specs = [MemorySpec(f"conn{i}", geo.conn_word_bits, geo.slots) for i in range(geo.stages)]
     specs += [
@@ -86,6 +105,16 @@ def memory_specs(geo: Geometry) -> list[MemorySpec]:
         MemorySpec("dip", 48, geo.dip_capacity),
     ]
     specs += [MemorySpec(f"transit{j}", 1, geo.transit_bits) for j in range(geo.transit_hashes)]
+    if lifecycle is not None and lifecycle.aging:
+        specs += [MemorySpec(f"act{i}", 1, geo.slots) for i in range(geo.stages)]
+    if lifecycle is not None and lifecycle.auth:
+        specs += [
+            MemorySpec("vip_auth", 1, geo.vip_capacity),
+            MemorySpec("auth0", AUTH_WORD_BITS, lifecycle.auth_sources),
+            MemorySpec("auth1", AUTH_WORD_BITS, lifecycle.auth_sources),
+            MemorySpec("auth_key", 64, 2),
+            MemorySpec("auth_epoch", 1, 1),
+        ]
     return specs
 
 
@@ -140,25 +169,36 @@ class MemoryError_(ValueError):
     """A write names an unknown memory, an address out of range or a too-wide word."""
 
 
+@dataclass(frozen=True)
+class Read:
+    """A control-plane read of a word the data plane changes (an activity bit, a
+    verified-source entry), logged with the value the model read."""
+
+    mem: str
+    addr: int
+    word: int
+
+
 class Memories:
     """All data-plane memories of a config, word-addressed, with an optional write log.
 
     Words up to 63 bits live in int64 numpy arrays; wider ones (full-key ConnTable
     words) in object arrays of Python ints. Every control-plane change is a call to
     :meth:`write`; when ``log`` is a list each write is appended as ``(name, addr, word)``
-    so the vector writer can interleave them with packets.
+    so the vector writer can interleave them with packets, and each :meth:`cp_read`
+    as a :class:`Read`.
     """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.specs = {s.name: s for s in memory_specs(cfg.geometry)}
+        self.specs = {s.name: s for s in memory_specs(cfg.geometry, cfg.lifecycle)}
         self.arrays: dict[str, np.ndarray] = {}
         for s in self.specs.values():
             dtype = np.int64 if s.width <= 63 else object
             self.arrays[s.name] = np.zeros(s.depth, dtype=dtype)
             if dtype is object:
                 self.arrays[s.name][:] = 0
-        self.log: list[tuple[str, int, int]] | None = None
+        self.log: list[tuple[str, int, int] | Read] | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -177,6 +217,13 @@ class Memories:
 
     def read(self, name: str, addr: int) -> int:
         return int(self.arrays[name][addr])
+
+    def cp_read(self, name: str, addr: int) -> int:
+        """A control-plane read (logged): the word a target must show at this point."""
+        word = self.read(name, addr)
+        if self.log is not None:
+            self.log.append(Read(name, addr, word))
+        return word
 
     def snapshot(self) -> dict[str, list[int]]:
         """Word-exact contents of every memory (for image files)."""

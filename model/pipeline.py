@@ -17,16 +17,32 @@
 
 Packets are processed strictly in order; a TransitTable bit set by one packet is seen by
 the next. A control-plane write lands between two packets (vector files say where).
+
+With a ``[lifecycle]`` (docs/lifecycle.md) two steps join:
+
+* 3a. Activity (``idle_timeout > 0``): a hit at stage ``s`` sets ``act<s>[index]``.
+* 3b. SYN authentication (the VIP's ``vip_auth`` bit set), on a TCP miss, before the
+  TransitTable: the source is *verified* when ``auth0[i0]`` or ``auth1[i1]`` is valid
+  with its tag (:meth:`Hasher.auth_slots`). Verified: a SYN (SYN set, ACK clear)
+  rewrites the matching word (way 0 if both match) with stamp ``auth_epoch``, and the
+  miss goes on as in step 4. Unverified: a SYN without ACK, RST or FIN ->
+  :attr:`Action.CHALLENGE` with ``cookie`` = :func:`model.cookie.challenge_ack`; an
+  RST without SYN whose sequence number passes :func:`model.cookie.cookie_ok` ->
+  :attr:`Action.VERIFY`, and (valid, ``auth_epoch``, tag) is written to ``auth1[i1]``
+  if ``auth0[i0]`` is valid with stamp ``auth_epoch`` and ``auth1[i1]`` is not, else
+  to ``auth0[i0]``; anything else -> :attr:`Action.UNVERIFIED`. None of the three
+  learns, sets TransitTable bits or reads the slot map.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from .config import Config
 from .conntable import lookup_batch, lookup_words
+from .cookie import challenge_ack, cookie_ok
 from .hashing import FIELDS, FiveTuple, Hasher
 from .layout import (
     Action,
@@ -36,8 +52,10 @@ from .layout import (
     unpack_slot,
     unpack_vip_state,
 )
+from .lifecycle import pack_auth, unpack_auth
 
-__all__ = ["Packet", "Decision", "DataPlane", "TCP_FIN", "TCP_RST", "TCP_SYN"]
+__all__ = ["Packet", "Decision", "DataPlane", "TCP_FIN", "TCP_RST", "TCP_SYN", "TCP_ACK",
+           "DECISION_FIELDS", "LIFECYCLE_DECISION_FIELDS"]
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -47,7 +65,8 @@ TCP_ACK = 0x10
 
 @dataclass(frozen=True)
 class Packet:
-    """The parsed header vector the data plane sees (5-tuple + TCP flags)."""
+    """The parsed header vector the data plane sees (5-tuple, TCP flags and, for SYN
+    authentication, the TCP sequence and acknowledgement numbers)."""
 
     src_ip: int
     dst_ip: int
@@ -55,6 +74,8 @@ class Packet:
     dst_port: int
     proto: int
     tcp_flags: int = 0
+    seq: int = 0
+    ack: int = 0
 
     @property
     def key(self) -> FiveTuple:
@@ -77,12 +98,14 @@ class Decision:
     dip_port: int = 0
     learn: int = 0
     close: int = 0
+    cookie: int = 0  # CHALLENGE: the SYN-ACK's acknowledgement number (lifecycle only)
 
-    def as_tuple(self) -> tuple[int, ...]:
-        return tuple(int(getattr(self, f.name)) for f in fields(self))
+    def as_tuple(self, names: tuple[str, ...] | None = None) -> tuple[int, ...]:
+        """The fields ``names`` (default :data:`DECISION_FIELDS`) in that order."""
+        return tuple(int(getattr(self, f)) for f in (names or DECISION_FIELDS))
 
-    def as_dict(self) -> dict[str, int]:
-        return {k: int(v) for k, v in asdict(self).items()}
+    def as_dict(self, names: tuple[str, ...] | None = None) -> dict[str, int]:
+        return {f: int(getattr(self, f)) for f in (names or DECISION_FIELDS)}
 
     def out_dst(self, pkt: Packet) -> tuple[int, int]:
         """Destination (ip, port) of the emitted packet (rewritten when LB)."""
@@ -91,7 +114,10 @@ class Decision:
         return pkt.dst_ip, pkt.dst_port
 
 
-DECISION_FIELDS = tuple(f.name for f in fields(Decision))
+#: The decision fields of vector format 1 (every target); a lifecycle config's vectors
+#: (format 2) add :data:`LIFECYCLE_DECISION_FIELDS`' last field, ``cookie``.
+LIFECYCLE_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
+DECISION_FIELDS = LIFECYCLE_DECISION_FIELDS[:-1]
 
 
 class DataPlane:
@@ -102,6 +128,8 @@ class DataPlane:
         self.geo = cfg.geometry
         self.mem = mem
         self.hasher = hasher or Hasher(cfg)
+        self.aging = cfg.lifecycle.aging
+        self.auth = cfg.lifecycle.auth
 
     # ---- scalar --------------------------------------------------------------------
     def vip_match(self, dst_ip: int, dst_port: int, proto: int) -> int | None:
@@ -121,6 +149,12 @@ class DataPlane:
         words = [mem.read(f"conn{i}", idx[i]) for i in range(geo.stages)]
         hit, stage, version = lookup_words(geo, words, h.digest(key))
         transit_hit = 0
+        if hit and self.aging:
+            mem.arrays[f"act{stage}"][idx[stage]] = 1
+        if not hit and self.auth and pkt.proto == 6 and mem.read("vip_auth", vip_id):
+            verdict = self.authenticate(pkt, vip_id)
+            if verdict is not None:
+                return verdict
         if not hit:
             phase, old_v, cur_v = unpack_vip_state(geo, mem.read("vip_state", vip_id))
             version = cur_v
@@ -134,6 +168,36 @@ class DataPlane:
                     version = old_v
         return self._finish(pkt, vip_id, int(hit), stage, version, transit_hit,
                             h.maglev_index(key))
+
+    def authenticate(self, pkt: Packet, vip_id: int) -> Decision | None:
+        """Step 3b for a TCP miss of an ``auth`` VIP: None when the source is verified
+        (the miss goes on), else the CHALLENGE / VERIFY / UNVERIFIED decision."""
+        mem = self.mem
+        i0, i1, tag = self.hasher.auth_slots(pkt.key)
+        w0, w1 = unpack_auth(mem.read("auth0", i0)), unpack_auth(mem.read("auth1", i1))
+        epoch = mem.read("auth_epoch", 0)
+        flags = pkt.tcp_flags
+        syn = bool(flags & TCP_SYN) and not flags & TCP_ACK
+        fresh = pack_auth(True, epoch, tag)
+        if (w0[0] and w0[2] == tag) or (w1[0] and w1[2] == tag):
+            if syn:  # refresh the way that matched (way 0 when both do)
+                way, i = ("auth0", i0) if w0[0] and w0[2] == tag else ("auth1", i1)
+                mem.arrays[way][i] = fresh
+            return None
+        keys = (mem.read("auth_key", 0), mem.read("auth_key", 1))
+        if syn and not flags & (TCP_RST | TCP_FIN):
+            ack = challenge_ack(keys, epoch, pkt.src_ip, pkt.dst_ip, pkt.src_port,
+                                pkt.dst_port, pkt.seq)
+            return Decision(action=Action.CHALLENGE, vip_id=vip_id, cookie=ack)
+        if flags & TCP_RST and not flags & TCP_SYN and cookie_ok(
+                keys, pkt.src_ip, pkt.dst_ip, pkt.src_port, pkt.dst_port, pkt.seq):
+            # way 0 unless it holds a source stamped in this epoch and way 1 does not
+            if w0[0] and w0[1] == epoch and not (w1[0] and w1[1] == epoch):
+                mem.arrays["auth1"][i1] = fresh
+            else:
+                mem.arrays["auth0"][i0] = fresh
+            return Decision(action=Action.VERIFY, vip_id=vip_id)
+        return Decision(action=Action.UNVERIFIED, vip_id=vip_id)
 
     def _finish(self, pkt: Packet, vip_id: int, hit: int, stage: int, version: int,
                 transit_hit: int, mag_idx: int) -> Decision:
@@ -155,8 +219,12 @@ class DataPlane:
         """Vectorised :meth:`process` for arrays ``src_ip .. proto, tcp_flags``.
 
         Returns one array per :class:`Decision` field. Equal to calling
-        :meth:`process` on each row in order, including TransitTable updates.
+        :meth:`process` on each row in order, including TransitTable updates. With SYN
+        authentication (verified-source writes between rows) it runs row by row and
+        also returns ``cookie``; rows may then carry ``seq`` and ``ack``.
         """
+        if self.auth:
+            return self._process_rows(arrays)
         geo, mem = self.geo, self.mem
         n = len(arrays["src_ip"])
         a = {f: np.asarray(arrays[f], dtype=np.int64) for f in FIELDS}
@@ -187,6 +255,9 @@ class DataPlane:
         sub = {f: a[f][rows] for f in FIELDS}
         hs = self.hasher.batch(sub)
         hit, stage, version = lookup_batch(geo, mem, hs["stage"], hs["digest"])
+        if self.aging:
+            for s in range(geo.stages):
+                mem.arrays[f"act{s}"][hs["stage"][s, (hit == 1) & (stage == s)]] = 1
         vid = vip_id[rows]
         phase_word = mem["vip_state"][vid]
         V = geo.version_bits
@@ -239,4 +310,16 @@ class DataPlane:
         out["dip_port"][rows] = np.where(lb, dip_word & 0xFFFF, 0)
         out["learn"][rows] = (lb & miss).astype(np.int64)
         out["close"][rows] = close.astype(np.int64)
+        return out
+
+    def _process_rows(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(arrays["src_ip"])
+        names = ("src_ip", "dst_ip", "src_port", "dst_port", "proto", "tcp_flags", "seq", "ack")
+        cols = {f: np.asarray(arrays[f], dtype=np.int64) if f in arrays
+                else np.zeros(n, dtype=np.int64) for f in names}
+        out = {f: np.zeros(n, dtype=np.int64) for f in LIFECYCLE_DECISION_FIELDS}
+        for r in range(n):
+            d = self.process(Packet(*(int(cols[f][r]) for f in names)))
+            for f in LIFECYCLE_DECISION_FIELDS:
+                out[f][r] = getattr(d, f)
         return out

@@ -9,7 +9,11 @@ A vector directory holds
 * ``vectors.txt`` -- the operations in order, one per line, hex fields:
   ``W <mem> <addr> <word>`` (a control-plane write) or
   ``P <src_ip> <dst_ip> <src_port> <dst_port> <proto> <tcp_flags> <decision...>``
-  with the 12 :class:`~model.pipeline.Decision` fields in declaration order.
+  with the 12 :data:`~model.pipeline.DECISION_FIELDS`.
+
+Format 2 (a config with a ``[lifecycle]``, docs/lifecycle.md) adds the lifecycle
+memories, ``R <mem> <addr> <word>`` (a control-plane read: the word the target must
+hold there), and ``seq ack`` after ``tcp_flags`` and ``cookie`` after the decision.
 """
 
 from __future__ import annotations
@@ -23,16 +27,41 @@ import numpy as np
 
 from .config import Config
 from .controlplane import ControlPlane
-from .hashing import FIELD_ORDERS, FIELDS, FiveTuple
-from .layout import Memories, memory_specs
-from .pipeline import DECISION_FIELDS, TCP_ACK, TCP_SYN, DataPlane, Decision, Packet
+from .hashing import AUTH_FIELDS, FIELD_ORDERS, FIELDS, FiveTuple
+from .layout import Memories, Read, memory_specs
+from .lifecycle import AUTH_TAG_BITS
+from .pipeline import (
+    DECISION_FIELDS,
+    LIFECYCLE_DECISION_FIELDS,
+    TCP_ACK,
+    TCP_SYN,
+    DataPlane,
+    Decision,
+    Packet,
+)
 from .pools import PoolError
 from .trace import TraceParams, control_round, make_trace, new_pool
 
-__all__ = ["Write", "Step", "Scenario", "build_scenario", "withdraw_vip", "write_vectors",
-           "read_vectors", "FORMAT_VERSION"]
+__all__ = ["Write", "Read", "Step", "Scenario", "build_scenario", "withdraw_vip",
+           "write_vectors", "read_vectors", "FORMAT_VERSION", "vector_format",
+           "PACKET_FIELDS", "LIFECYCLE_PACKET_FIELDS"]
 
+#: Format 1: no lifecycle; format 2: a config with a ``[lifecycle]`` (see above).
 FORMAT_VERSION = 1
+PACKET_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "proto", "tcp_flags")
+LIFECYCLE_PACKET_FIELDS = PACKET_FIELDS + ("seq", "ack")
+
+
+def vector_format(cfg: Config) -> int:
+    """The vector format of a config's scenarios (2 when it has lifecycle memories)."""
+    return 2 if cfg.lifecycle.enabled else 1
+
+
+def _fields_of(fmt: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(packet fields, decision fields) of a P line in format ``fmt``."""
+    if fmt == 2:
+        return LIFECYCLE_PACKET_FIELDS, LIFECYCLE_DECISION_FIELDS
+    return PACKET_FIELDS, DECISION_FIELDS
 
 
 @dataclass(frozen=True)
@@ -54,7 +83,7 @@ class Scenario:
 
     cfg: Config
     initial: dict[str, list[int]]
-    ops: list[Write | Step] = field(default_factory=list)
+    ops: list[Write | Read | Step] = field(default_factory=list)
 
     @property
     def packets(self) -> list[Step]:
@@ -70,7 +99,15 @@ def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.
                    chunk: int = 8, two_phase: bool = True) -> Scenario:
     """Traffic with learns, inserts (with cuckoo moves), closes and pool updates,
     run packet by packet through the model; every control-plane write is recorded
-    at the point between packets where it happens."""
+    at the point between packets where it happens.
+
+    A config with a ``[lifecycle]`` gets :func:`model.lifecycle_sim.scenario` instead
+    (clients that answer SYN-authentication challenges, a spoofed SYN flood, aging
+    scans): ``connections`` sets its length, ``updates`` and ``seed`` carry over."""
+    if cfg.lifecycle.enabled:
+        from .lifecycle_sim import scenario
+
+        return scenario(cfg, connections=connections, updates=updates, seed=seed)
     cp = ControlPlane(cfg, two_phase=two_phase)
     cp.install()
     scen = Scenario(cfg, cp.mem.snapshot())
@@ -183,32 +220,56 @@ def _fields(cfg: Config) -> dict[str, list[list]]:
     f["dip"] = [["port", 0, 16], ["ip", 16, 32]]
     for j in range(g.transit_hashes):
         f[f"transit{j}"] = [["bit", 0, 1]]
+    for i in range(g.stages):
+        f[f"act{i}"] = [["bit", 0, 1]]
+    f["vip_auth"] = [["bit", 0, 1]]
+    for w in (0, 1):
+        f[f"auth{w}"] = [["tag", 0, AUTH_TAG_BITS], ["stamp", AUTH_TAG_BITS, 1],
+                         ["valid", AUTH_TAG_BITS + 1, 1]]
+    f["auth_key"] = [["key", 0, 64]]
+    f["auth_epoch"] = [["parity", 0, 1]]
     return f
 
 
 def manifest(cfg: Config, scen: Scenario | None = None) -> dict:
     g = cfg.geometry
     fields = _fields(cfg)
+    fmt = vector_format(cfg)
     mems = [{"name": s.name, "width": s.width, "depth": s.depth, "file": f"mem/{s.name}.hex",
-             "fields": fields[s.name]} for s in memory_specs(g)]
+             "fields": fields[s.name]} for s in memory_specs(g, cfg.lifecycle)]
     roles = [f"stage{i}" for i in range(g.stages)] + ["digest", "maglev"] + \
         [f"transit{j}" for j in range(g.transit_hashes)]
     salts = cfg.salts
     salt_of = {f"stage{i}": salts.stages[i] for i in range(g.stages)}
     salt_of |= {"digest": salts.digest, "maglev": salts.maglev}
     salt_of |= {f"transit{j}": salts.transit[j] for j in range(g.transit_hashes)}
+    pkt_fields, dec_fields = _fields_of(fmt)
     out = {
-        "format": FORMAT_VERSION,
+        "format": fmt,
         "config": cfg.name,
         "geometry": {k: getattr(g, k) for k in g.__dataclass_fields__},
         "hashes": {r: {"salt": f"{salt_of[r]:08x}", "fields": list(FIELD_ORDERS[r])}
                    for r in roles},
         "memories": mems,
-        "decision_fields": list(DECISION_FIELDS),
+        "decision_fields": list(dec_fields),
     }
+    if fmt == 2:
+        lc = cfg.lifecycle
+        out["packet_fields"] = list(pkt_fields)
+        out["lifecycle"] = {
+            "idle_timeout": lc.idle_timeout, "close_grace": lc.close_grace,
+            "auth_epoch": lc.auth_epoch, "auth_log2_sources": lc.auth_log2_sources,
+            "auth_hashes": {f"auth{w}": {"salt": f"{cfg.salts.auth[w]:08x}",
+                                         "fields": list(AUTH_FIELDS)} for w in (0, 1)},
+            "auth_tag_bits": AUTH_TAG_BITS,
+            "cookie": "HalfSipHash-2-4(auth_key[e], src_ip, dst_ip, src_port<<16|dst_port)"
+                      " with bit 0 = e (model/cookie.py)",
+        }
     if scen is not None:
         out["vectors"] = {"file": "vectors.txt", "packets": len(scen.packets),
                           "writes": len(scen.writes)}
+        if fmt == 2:
+            out["vectors"]["reads"] = sum(isinstance(o, Read) for o in scen.ops)
     return out
 
 
@@ -221,16 +282,20 @@ def write_vectors(scen: Scenario, outdir: str | Path) -> Path:
     for name, words in scen.initial.items():
         w = _digits(widths[name])
         (out / "mem" / f"{name}.hex").write_text("".join(f"{x:0{w}x}\n" for x in words))
-    lines = [f"# l4lb vectors format {FORMAT_VERSION}: config {scen.cfg.name}",
-             "# W mem addr word | P src_ip dst_ip src_port dst_port proto tcp_flags "
-             + " ".join(DECISION_FIELDS)]
+    fmt = man["format"]
+    pkt_fields, dec_fields = _fields_of(fmt)
+    lines = [f"# l4lb vectors format {fmt}: config {scen.cfg.name}",
+             "# W mem addr word | " + ("R mem addr word | " if fmt == 2 else "")
+             + "P " + " ".join(pkt_fields) + " " + " ".join(dec_fields)]
     for op in scen.ops:
         if isinstance(op, Write):
             lines.append(f"W {op.mem} {op.addr:x} {op.word:x}")
+        elif isinstance(op, Read):
+            lines.append(f"R {op.mem} {op.addr:x} {op.word:x}")
         else:
-            p = op.packet
-            ins = (p.src_ip, p.dst_ip, p.src_port, p.dst_port, p.proto, p.tcp_flags)
-            lines.append("P " + " ".join(f"{x:x}" for x in ins + op.decision.as_tuple()))
+            ins = tuple(getattr(op.packet, f) for f in pkt_fields)
+            lines.append("P " + " ".join(f"{x:x}" for x in ins
+                                         + op.decision.as_tuple(dec_fields)))
     (out / "vectors.txt").write_text("\n".join(lines) + "\n")
     (out / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
     return out / "manifest.json"
@@ -240,9 +305,11 @@ def read_vectors(cfg: Config, vecdir: str | Path) -> Scenario:
     """Parse a vector directory back into a :class:`Scenario` (inverse of write)."""
     d = Path(vecdir)
     man = json.loads((d / "manifest.json").read_text())
-    if man.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{d}/manifest.json: format {man.get('format')!r} is not "
-                         f"{FORMAT_VERSION}")
+    fmt = vector_format(cfg)
+    if man.get("format") != fmt:
+        raise ValueError(f"{d}/manifest.json: format {man.get('format')!r}, but config "
+                         f"{cfg.name!r} has vector format {fmt}")
+    pkt_fields, dec_fields = _fields_of(fmt)
     initial = {}
     for m in man["memories"]:
         words = [int(x, 16) for x in (d / m["file"]).read_text().split()]
@@ -256,9 +323,13 @@ def read_vectors(cfg: Config, vecdir: str | Path) -> Scenario:
         t = line.split()
         if t[0] == "W" and len(t) == 4:
             scen.ops.append(Write(t[1], int(t[2], 16), int(t[3], 16)))
-        elif t[0] == "P" and len(t) == 7 + len(DECISION_FIELDS):
+        elif t[0] == "R" and len(t) == 4 and fmt == 2:
+            scen.ops.append(Read(t[1], int(t[2], 16), int(t[3], 16)))
+        elif t[0] == "P" and len(t) == 1 + len(pkt_fields) + len(dec_fields):
             v = [int(x, 16) for x in t[1:]]
-            scen.ops.append(Step(Packet(*v[:6]), Decision(*v[6:])))
+            k = len(pkt_fields)
+            scen.ops.append(Step(Packet(**dict(zip(pkt_fields, v[:k], strict=True))),
+                                 Decision(**dict(zip(dec_fields, v[k:], strict=True)))))
         else:
             raise ValueError(f"{d}/vectors.txt:{n}: malformed line {line!r}")
     return scen
@@ -272,16 +343,20 @@ def load_memories(cfg: Config, images: dict[str, list[int]]) -> Memories:
     return mem
 
 
-def replay_scenario(scen: Scenario) -> list[tuple[int, Decision, Decision]]:
+def replay_scenario(scen: Scenario) -> list[tuple[int, object, object]]:
     """Re-run a scenario's ops on the model from its initial images; returns the
-    mismatches as (packet number, expected, got). Empty means the model agrees."""
+    mismatches as (packet number, expected, got) -- a decision, or for a control-plane
+    read the :class:`Read` and the word found. Empty means the model agrees."""
     mem = load_memories(scen.cfg, scen.initial)
     dp = DataPlane(scen.cfg, mem)
-    bad = []
+    bad: list[tuple[int, object, object]] = []
     n = 0
     for op in scen.ops:
         if isinstance(op, Write):
             mem.write(op.mem, op.addr, op.word)
+        elif isinstance(op, Read):
+            if mem.read(op.mem, op.addr) != op.word:
+                bad.append((n, op, mem.read(op.mem, op.addr)))
         else:
             got = dp.process(op.packet)
             if got != op.decision:

@@ -1,0 +1,94 @@
+"""The connection lifecycle settings (``[lifecycle]`` and ``auth`` of a ``[[vip]]``):
+SYN authentication, idle aging and FIN/RST grace (docs/lifecycle.md).
+
+A config without a ``[lifecycle]`` table and without ``auth`` VIPs has none of the
+lifecycle memories: its memory map, vectors and generated programs are those of
+format 1 (docs/vectors.md), and connections are deleted at once on FIN/RST.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Lifecycle", "parse_lifecycle", "AUTH_TAG_BITS", "AUTH_WORD_BITS",
+           "pack_auth", "unpack_auth"]
+
+#: Bits of a verified-source entry's tag (the CRC bits above the index).
+AUTH_TAG_BITS = 16
+#: valid(1) | stamp(1) | tag(16)
+AUTH_WORD_BITS = AUTH_TAG_BITS + 2
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Lifecycle settings; times are in seconds of the control plane's clock.
+
+    * ``idle_timeout``: a connection that sends nothing for this long leaves the
+      ConnTable (between 1x and 2x this after its last packet); 0 = never, and the
+      data plane keeps no activity bits.
+    * ``close_grace``: a connection stays this long after its first FIN or RST, so
+      retransmitted FINs and the last ACK still reach its DIP; 0 = deleted at once.
+    * ``auth_epoch``: the SYN-authentication key rotates every epoch; a cookie is
+      valid for one to two epochs, a verified source stays verified for one to two
+      epochs after its last SYN.
+    * ``auth_log2_sources``: the verified-source table holds ``2**auth_log2_sources``
+      entries (direct-mapped by a CRC of the source address).
+    * ``auth``: some VIP has ``auth = true`` (the authentication memories exist).
+    """
+
+    idle_timeout: float = 0.0
+    close_grace: float = 0.0
+    auth_epoch: float = 64.0
+    auth_log2_sources: int = 12
+    auth: bool = False
+
+    @property
+    def aging(self) -> bool:
+        return self.idle_timeout > 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the data plane has lifecycle memories (vector format 2)."""
+        return self.aging or self.auth
+
+    @property
+    def auth_sources(self) -> int:
+        return 1 << self.auth_log2_sources
+
+
+def parse_lifecycle(raw: Any, auth: bool) -> Lifecycle:
+    """Validate the ``[lifecycle]`` table; ``auth`` says whether a VIP asks for SYN
+    authentication."""
+    from .config import ConfigError, _check_keys, _int, _number, _table
+
+    t = _table(raw, "lifecycle")
+    _check_keys(t, {"idle_timeout", "close_grace", "auth_epoch", "auth_log2_sources"},
+                "lifecycle")
+    d = Lifecycle()
+    lc = Lifecycle(
+        idle_timeout=_number(t.get("idle_timeout", d.idle_timeout),
+                             "lifecycle.idle_timeout", 0.0, 86400.0 * 365),
+        close_grace=_number(t.get("close_grace", d.close_grace), "lifecycle.close_grace",
+                            0.0, 3600.0),
+        auth_epoch=_number(t.get("auth_epoch", d.auth_epoch), "lifecycle.auth_epoch",
+                           1.0, 86400.0),
+        auth_log2_sources=_int(t.get("auth_log2_sources", d.auth_log2_sources),
+                               "lifecycle.auth_log2_sources", 1, 32 - AUTH_TAG_BITS),
+        auth=auth,
+    )
+    if lc.aging and lc.close_grace > lc.idle_timeout:
+        raise ConfigError(f"lifecycle.close_grace: {lc.close_grace} s is longer than "
+                          f"lifecycle.idle_timeout ({lc.idle_timeout} s)")
+    return lc
+
+
+def pack_auth(valid: bool, stamp: int, tag: int) -> int:
+    """A verified-source word: ``valid(1) | stamp(1) | tag(16)``."""
+    return (int(valid) << (AUTH_TAG_BITS + 1)) | ((stamp & 1) << AUTH_TAG_BITS) | tag
+
+
+def unpack_auth(word: int) -> tuple[bool, int, int]:
+    """(valid, stamp, tag) of a verified-source word."""
+    return (bool(word >> (AUTH_TAG_BITS + 1) & 1), word >> AUTH_TAG_BITS & 1,
+            word & ((1 << AUTH_TAG_BITS) - 1))
