@@ -28,6 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from model.config import Config, clog2
 from model.hashing import FIELD_ORDERS
 from model.layout import memory_specs
+from model.lifecycle import require_no_lifecycle
 from model.pipeline import DECISION_FIELDS
 from model.vectors import manifest
 
@@ -184,6 +185,7 @@ def _environment() -> Environment:
 def render_hls(cfg: Config, *, part: str = DEFAULT_PART,
                clock_ns: float = DEFAULT_CLOCK_NS) -> dict[str, str]:
     """All HLS files of ``cfg``: file name -> text (library headers included)."""
+    require_no_lifecycle(cfg, "HLS generator")
     ctx = hls_context(cfg, part=part, clock_ns=clock_ns)
     env = _environment()
     out = {name: (TEMPLATE_DIR / name).read_text() for name in LIBRARY_FILES}

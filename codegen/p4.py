@@ -37,6 +37,7 @@ import jinja2
 from model.config import Config, Geometry, clog2
 from model.hashing import FIELD_ORDERS
 from model.layout import memory_specs, unpack_dip
+from model.lifecycle import require_no_lifecycle
 
 __all__ = [
     "P4GenError",
@@ -311,6 +312,7 @@ def _env() -> jinja2.Environment:
 
 def render_v1model(cfg: Config) -> str:
     """The P4-16 program for BMv2 ``simple_switch`` (v1model architecture)."""
+    require_no_lifecycle(cfg, "P4 v1model generator")
     return _env().get_template("l4lb_v1model.p4.j2").render(**_context(cfg, "v1model"))
 
 
@@ -320,6 +322,7 @@ def render_tna(cfg: Config) -> str:
     why = tna_unsupported(cfg)
     if why is not None:
         raise P4GenError(why)
+    require_no_lifecycle(cfg, "P4 TNA generator")
     return _env().get_template("l4lb_tna.p4.j2").render(**_context(cfg, "tna"))
 
 

@@ -65,6 +65,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Config
 from model.layout import Action, Phase, memory_specs
+from model.lifecycle import require_no_lifecycle
 from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
@@ -173,6 +174,7 @@ class L4LBCore(wiring.Component):
                  init_images: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
+        require_no_lifecycle(cfg, "RTL core")
         if not isinstance(hash_stages, int) or not 1 <= hash_stages <= 4:
             raise ValueError(f"hash_stages must be an integer within 1..4, not {hash_stages!r}")
         if not isinstance(meta_width, int) or not 1 <= meta_width <= 256:

@@ -135,14 +135,60 @@ def _trace(p: argparse.ArgumentParser) -> Handler:
     p.add_argument("--updates", type=int, default=50)
     p.add_argument("--no-commit", action="store_true", help="disable the two-phase commit")
     p.add_argument("--seed", type=int, default=1)
+    g = p.add_argument_group(
+        "lifecycle", "run the event-driven lifecycle simulation instead (docs/lifecycle.md):"
+        " chosen by --syn-flood or by a config with a [lifecycle] table")
+    g.add_argument("--syn-flood", type=float, default=None, metavar="X",
+                   help="spoofed SYNs per legitimate connection (e.g. 100)")
+    g.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
+    g.add_argument("--rate", type=float, default=20.0,
+                   help="legitimate connections per second")
+    g.add_argument("--sources", type=int, default=200, help="legitimate client addresses")
+    g.add_argument("--vanish", type=float, default=0.2,
+                   help="fraction of TCP clients that disappear without FIN")
+    g.add_argument("--idle-timeout", type=float, default=None, metavar="S",
+                   help="override lifecycle.idle_timeout (0: no aging)")
 
     def run(a: argparse.Namespace) -> int:
-        from model.trace import TraceParams, replay
-
         cfg = load_config(a.config)
-        r = replay(cfg, TraceParams(connections=a.connections, updates=a.updates,
-                                    two_phase=not a.no_commit, seed=a.seed))
+        if a.syn_flood is None and not cfg.lifecycle.enabled:
+            from model.trace import TraceParams, replay
+
+            r = replay(cfg, TraceParams(connections=a.connections, updates=a.updates,
+                                        two_phase=not a.no_commit, seed=a.seed))
+            print(r.summary())
+            return 0
+        import dataclasses
+
+        from model.lifecycle_sim import LifecycleParams
+        from model.lifecycle_sim import run as simulate
+
+        if a.idle_timeout is not None:
+            lc = cfg.lifecycle
+            lc = dataclasses.replace(lc, idle_timeout=a.idle_timeout,
+                                     close_grace=min(lc.close_grace, a.idle_timeout)
+                                     if a.idle_timeout > 0 else lc.close_grace)
+            cfg = dataclasses.replace(cfg, lifecycle=lc)
+        if a.syn_flood is not None and not any(v.auth for v in cfg.vips):
+            print(f"note: no VIP of {cfg.source} has auth = true: the flood is not "
+                  f"authenticated", file=sys.stderr)
+        params = LifecycleParams(duration=a.duration, conn_rate=a.rate,
+                                 flood=a.syn_flood or 0.0, sources=a.sources,
+                                 vanish=a.vanish, updates=a.updates, seed=a.seed)
+        last = [-1]
+
+        def progress(f: float) -> None:
+            if int(f * 10) != last[0]:
+                last[0] = int(f * 10)
+                print(f"  ... {f:.0%} of events", file=sys.stderr, flush=True)
+        r = simulate(cfg, params, progress=progress)
         print(r.summary())
+        print("decisions: " + ", ".join(f"{k} {v}" for k, v in r.actions.items() if v))
+        st = r.stats
+        print(f"control plane: {st['inserted']} insertions, {st['deleted']} deletions "
+              f"({st['aged']} aged, {st['closed']} after FIN/RST grace), "
+              f"{st['table_full']} table-full fallbacks, {st['auth_rotations']} key "
+              f"rotations; {r.packets_per_second:,.0f} packets/s (model)")
         return 0
     return run
 

@@ -208,7 +208,7 @@ class Salts:
     transit: tuple[int, ...]
     maglev_offset: int
     maglev_skip: int
-    auth: tuple[int, int]  # verified-source ways' index (and way 0's tag); model.lifecycle
+    auth: tuple[int, int, int]  # verified-source way 0, way 1 index; tag (model.lifecycle)
 
     @classmethod
     def default(cls) -> Salts:
@@ -274,7 +274,7 @@ DEFAULT_SALTS = {
     "transit": [0x165667B1, 0x85EBCA77, 0xCC9E2D51, 0x1B873593],
     "maglev_offset": 0x3C6EF372,
     "maglev_skip": 0xA54FF53A,
-    "auth": [0x5BD1E995, 0x2545F491],
+    "auth": [0x5BD1E995, 0x2545F491, 0x4F1BBCDD],
 }
 
 
@@ -406,7 +406,7 @@ def _salts(raw: dict, geo: Geometry) -> Salts:
         transit=words(merged["transit"], "salts.transit", geo.transit_hashes),
         maglev_offset=word(merged["maglev_offset"], "salts.maglev_offset"),
         maglev_skip=word(merged["maglev_skip"], "salts.maglev_skip"),
-        auth=words(merged["auth"], "salts.auth", 2),
+        auth=words(merged["auth"], "salts.auth", 3),
     )
 
 

@@ -72,9 +72,9 @@ FIELD_ORDERS: dict[str, tuple[str, ...]] = {
 }
 
 #: The verified-source hashes of SYN authentication cover the source address only:
-#: ``h_w = zlib.crc32(salts.auth[w] || src_ip)`` for way ``w`` = 0, 1; the index in way
-#: ``w`` is the low ``auth_log2_sources`` bits of ``h_w``, the tag (both ways) the next
-#: ``model.lifecycle.AUTH_TAG_BITS`` bits of ``h_0``.
+#: ``h_k = zlib.crc32(salts.auth[k] || src_ip)``; the index in way ``w`` = 0, 1 is the
+#: low ``auth_log2_sources`` bits of ``h_w``, the tag (both ways) the low
+#: ``model.lifecycle.AUTH_TAG_BITS`` bits of ``h_2``.
 AUTH_FIELDS: tuple[str, ...] = ("src_ip",)
 
 
@@ -189,9 +189,9 @@ class Hasher:
         from .lifecycle import AUTH_TAG_BITS
 
         a = self.cfg.lifecycle.auth_log2_sources
-        h0, h1 = (crc32_tuple(s, t, AUTH_FIELDS) for s in self.cfg.salts.auth)
+        h0, h1, h2 = (crc32_tuple(s, t, AUTH_FIELDS) for s in self.cfg.salts.auth)
         mask = (1 << a) - 1
-        return h0 & mask, h1 & mask, (h0 >> a) & ((1 << AUTH_TAG_BITS) - 1)
+        return h0 & mask, h1 & mask, h2 & ((1 << AUTH_TAG_BITS) - 1)
 
     # -- vectorised -----------------------------------------------------------------
     def batch(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

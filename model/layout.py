@@ -21,7 +21,7 @@ With a ``[lifecycle]`` (model.lifecycle, docs/lifecycle.md) the map also holds
 ============  =====================  ==============================================
 act<i>        2**log2_slots          bit(1): conn<i> word hit since the last scan
 vip_auth      vip_capacity           bit(1): the VIP authenticates new sources
-auth<w>       2**auth_log2_sources   valid(1) | stamp(1) | tag(16)   w = 0, 1
+auth<w>       2**auth_log2_sources   valid(1) | stamp(1) | tag(30)   w = 0, 1
 auth_key      2                      64-bit HalfSipHash key of each epoch parity
 auth_epoch    1                      bit(1): the current epoch parity
 ============  =====================  ==============================================

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Lifecycle", "parse_lifecycle", "AUTH_TAG_BITS", "AUTH_WORD_BITS",
-           "pack_auth", "unpack_auth"]
+           "pack_auth", "unpack_auth", "LifecycleUnsupported", "require_no_lifecycle"]
 
-#: Bits of a verified-source entry's tag (the CRC bits above the index).
-AUTH_TAG_BITS = 16
-#: valid(1) | stamp(1) | tag(16)
+#: Bits of a verified-source entry's tag: a spoofed source matches a valid entry with
+#: probability 2**-30 per probed word (docs/lifecycle.md, "Security").
+AUTH_TAG_BITS = 30
+#: valid(1) | stamp(1) | tag(30): one 32-bit register word
 AUTH_WORD_BITS = AUTH_TAG_BITS + 2
 
 
@@ -74,7 +75,7 @@ def parse_lifecycle(raw: Any, auth: bool) -> Lifecycle:
         auth_epoch=_number(t.get("auth_epoch", d.auth_epoch), "lifecycle.auth_epoch",
                            1.0, 86400.0),
         auth_log2_sources=_int(t.get("auth_log2_sources", d.auth_log2_sources),
-                               "lifecycle.auth_log2_sources", 1, 32 - AUTH_TAG_BITS),
+                               "lifecycle.auth_log2_sources", 1, 24),
         auth=auth,
     )
     if lc.aging and lc.close_grace > lc.idle_timeout:
@@ -84,7 +85,7 @@ def parse_lifecycle(raw: Any, auth: bool) -> Lifecycle:
 
 
 def pack_auth(valid: bool, stamp: int, tag: int) -> int:
-    """A verified-source word: ``valid(1) | stamp(1) | tag(16)``."""
+    """A verified-source word: ``valid(1) | stamp(1) | tag(30)``."""
     return (int(valid) << (AUTH_TAG_BITS + 1)) | ((stamp & 1) << AUTH_TAG_BITS) | tag
 
 
@@ -92,3 +93,27 @@ def unpack_auth(word: int) -> tuple[bool, int, int]:
     """(valid, stamp, tag) of a verified-source word."""
     return (bool(word >> (AUTH_TAG_BITS + 1) & 1), word >> AUTH_TAG_BITS & 1,
             word & ((1 << AUTH_TAG_BITS) - 1))
+
+
+class LifecycleUnsupported(ValueError):
+    """A target generator was given a config whose lifecycle it does not implement."""
+
+
+def require_no_lifecycle(cfg: object, target: str) -> None:
+    """Refuse, naming the config's fields, to build ``target`` for a config with a
+    ``[lifecycle]`` or an ``auth`` VIP: the lifecycle is specified in the model
+    (docs/lifecycle.md) and each target gains it with its own equivalence tests;
+    until then a target must not silently decide differently from the model."""
+    lc = cfg.lifecycle
+    if not lc.enabled:
+        return
+    what = []
+    if lc.aging:
+        what.append(f"lifecycle.idle_timeout = {lc.idle_timeout:g} (activity bits)")
+    if lc.auth:
+        names = [v.name for v in cfg.vips if v.auth]
+        what.append(f"auth = true on VIP {', '.join(map(repr, names))} (SYN authentication)")
+    raise LifecycleUnsupported(
+        f"{cfg.source}: the {target} does not implement the connection lifecycle yet: "
+        f"{'; '.join(what)}. Only the model runs it (docs/lifecycle.md, 'Targets'); "
+        f"remove these settings to build this target.")

@@ -69,6 +69,7 @@ class LifecycleReport:
     spoofed_syns: int = 0
     spoofed_learns: int = 0          # spoofed packets that reached the control plane
     spoofed_admitted: int = 0        # spoofed packets that were load-balanced
+    spoofed_digest_hits: int = 0     # of those: ConnTable hits on another key's digest
     actions: dict[str, int] = field(default_factory=dict)
     first_syn_delay: list[float] = field(default_factory=list)  # per admitted connection
     occupancy: list[tuple[float, int]] = field(default_factory=list)  # (t, keys held)
@@ -89,7 +90,8 @@ class LifecycleReport:
                 f"{self.admitted}/{self.legit_connections} legitimate connections admitted "
                 f"({self.gave_up} gave up, {self.legit_dropped} legitimate packets dropped), "
                 f"{self.violations} PCC violations, {self.spoofed_learns} spoofed learns, "
-                f"{self.spoofed_admitted} spoofed packets load-balanced; handshake delay "
+                f"{self.spoofed_admitted} spoofed packets load-balanced "
+                f"({self.spoofed_digest_hits} on digest false positives); handshake delay "
                 f"median {p50:.3f} s, p99 {p99:.3f} s; peak occupancy "
                 f"{self.peak_occupancy} keys, {self.updates_applied} pool updates")
 
@@ -224,6 +226,7 @@ def run(cfg: Config, p: LifecycleParams, record: bool = False,
             d = send(now, data)
             rep.spoofed_learns += d.learn
             rep.spoofed_admitted += d.action == Action.LB
+            rep.spoofed_digest_hits += d.action == Action.LB and d.hit
         elif kind == "syn":
             c = data
             c.syns += 1

@@ -259,8 +259,9 @@ def manifest(cfg: Config, scen: Scenario | None = None) -> dict:
         out["lifecycle"] = {
             "idle_timeout": lc.idle_timeout, "close_grace": lc.close_grace,
             "auth_epoch": lc.auth_epoch, "auth_log2_sources": lc.auth_log2_sources,
-            "auth_hashes": {f"auth{w}": {"salt": f"{cfg.salts.auth[w]:08x}",
-                                         "fields": list(AUTH_FIELDS)} for w in (0, 1)},
+            "auth_hashes": {role: {"salt": f"{cfg.salts.auth[k]:08x}",
+                                   "fields": list(AUTH_FIELDS)}
+                            for k, role in enumerate(("auth0", "auth1", "auth_tag"))},
             "auth_tag_bits": AUTH_TAG_BITS,
             "cookie": "HalfSipHash-2-4(auth_key[e], src_ip, dst_ip, src_port<<16|dst_port)"
                       " with bit 0 = e (model/cookie.py)",

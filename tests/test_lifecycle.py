@@ -130,7 +130,7 @@ def test_lifecycle_example_has_its_memories():
     ({"vip": [dict(WEB, auth="yes")]}, "vip[0].auth"),
     ({"lifecycle": {"idle_timeout": -1}}, "lifecycle.idle_timeout"),
     ({"lifecycle": {"idle_timeout": 1, "close_grace": 5}}, "lifecycle.close_grace"),
-    ({"lifecycle": {"auth_log2_sources": 17}}, "lifecycle.auth_log2_sources"),
+    ({"lifecycle": {"auth_log2_sources": 25}}, "lifecycle.auth_log2_sources"),
     ({"lifecycle": {"idle": 3}}, "lifecycle"),
 ])
 def test_bad_lifecycle_config_names_the_field(patch, field):
@@ -372,3 +372,20 @@ def test_scan_reads_are_logged_with_the_value_read(lc_cfg):
     (s, b), = cp.table.where.values()
     assert Read(f"act{s}", b, 0) in reads or Read(f"act{s}", b, 1) in reads
     assert FiveTuple is not None
+
+
+@pytest.mark.parametrize("build", ["v1model", "tna", "hls", "rtl"])
+def test_targets_refuse_a_lifecycle_config_naming_its_fields(build):
+    from model.lifecycle import LifecycleUnsupported
+
+    cfg = load_config("examples/lifecycle.toml")
+    if build == "v1model":
+        from codegen.p4 import render_v1model as make
+    elif build == "tna":
+        from codegen.p4 import render_tna as make
+    elif build == "hls":
+        from codegen.hls import render_hls as make
+    else:
+        from hdl.core import L4LBCore as make
+    with pytest.raises(LifecycleUnsupported, match=r"idle_timeout = 30.*auth = true on VIP 'web'"):
+        make(cfg)

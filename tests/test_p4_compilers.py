@@ -20,7 +20,10 @@ from codegen.p4 import render_tna, render_v1model, tna_unsupported
 from model.config import Config, is_prime, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.toml"))
+#: Every shipped config the P4 generator builds (examples/lifecycle.toml is refused
+#: until the generator implements the lifecycle: tests/test_lifecycle.py checks that).
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.toml")
+                  if not load_config(p).lifecycle.enabled)
 
 #: Compiler warnings docs/p4.md ("Compiler warnings") explains; none today.
 EXPLAINED_WARNINGS: tuple[str, ...] = ()
