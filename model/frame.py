@@ -9,7 +9,10 @@ that every frame datapath follows:
 * a well-formed IPv4 TCP/UDP frame is decided by :meth:`model.pipeline.DataPlane.process`:
   FORWARD (not a VIP) returns it byte for byte, DROP returns ``None``, LB returns it
   with the destination address and port replaced by the DIP's and the checksums
-  updated incrementally (:func:`rewrite_destination`).
+  updated incrementally (:func:`rewrite_destination`);
+* SYN authentication (docs/lifecycle.md): CHALLENGE returns the reply
+  :func:`challenge_frame` (to be sent back out of the port the frame came in on),
+  VERIFY and UNVERIFIED return ``None``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from dataclasses import dataclass
 
 from .config import Config
 from .layout import Action, Memories
-from .parse import PROTO_TCP, PROTO_UDP, ParsedFrame, Reason, parse_frame
+from .parse import PROTO_TCP, PROTO_UDP, ParsedFrame, Reason, ones_sum, parse_frame
 from .pipeline import DataPlane, Decision, Packet
 
 __all__ = ["FrameDataPlane", "FrameResult", "csum16_replace", "rewrite_destination",
-           "DROP_DECISION"]
+           "challenge_frame", "DROP_DECISION", "CHALLENGE_WINDOW", "CHALLENGE_TTL"]
+
+#: Window and TTL of a challenge SYN-ACK (the client rejects it before reading either).
+CHALLENGE_WINDOW = 8192
+CHALLENGE_TTL = 64
 
 #: The decision reported for a frame the ``[frames]`` policy drops.
 DROP_DECISION = Decision(action=Action.DROP)
@@ -75,6 +82,34 @@ def rewrite_destination(frame: bytes, parsed: ParsedFrame, dip_ip: int, dip_port
     return bytes(out)
 
 
+def challenge_frame(frame: bytes, parsed: ParsedFrame, cookie: int) -> bytes:
+    """The SYN-ACK that answers an unverified SYN (a CHALLENGE decision).
+
+    Ethernet: the frame's MAC addresses swapped, its VLAN tags and EtherType kept.
+    IPv4, 20 bytes: version 4, IHL 5, DSCP/ECN 0, total length 40, identification 0,
+    DF, TTL :data:`CHALLENGE_TTL`, protocol 6, full header checksum, source and
+    destination swapped. TCP, 20 bytes: ports swapped, sequence number 0,
+    acknowledgement number ``cookie``, data offset 5, flags SYN|ACK, window
+    :data:`CHALLENGE_WINDOW`, full checksum, urgent pointer 0. No options, no payload,
+    no padding (54 bytes untagged; a MAC pads it on the wire)."""
+    pkt = parsed.packet
+    assert pkt is not None and parsed.ok and pkt.proto == PROTO_TCP
+    l3 = parsed.l3
+    eth = frame[6:12] + frame[0:6] + frame[12:l3]
+    ip = bytearray(20)
+    ip[0], ip[2:4], ip[6:8], ip[8], ip[9] = 0x45, (40).to_bytes(2, "big"), b"\x40\x00", \
+        CHALLENGE_TTL, PROTO_TCP
+    ip[12:16], ip[16:20] = pkt.dst_ip.to_bytes(4, "big"), pkt.src_ip.to_bytes(4, "big")
+    ip[10:12] = (~ones_sum(bytes(ip)) & 0xFFFF).to_bytes(2, "big")
+    tcp = bytearray(20)
+    tcp[0:2], tcp[2:4] = pkt.dst_port.to_bytes(2, "big"), pkt.src_port.to_bytes(2, "big")
+    tcp[8:12] = cookie.to_bytes(4, "big")
+    tcp[12], tcp[13], tcp[14:16] = 5 << 4, 0x12, CHALLENGE_WINDOW.to_bytes(2, "big")
+    pseudo = ip[12:20] + bytes([0, PROTO_TCP]) + (20).to_bytes(2, "big")
+    tcp[16:18] = (~ones_sum(bytes(pseudo) + bytes(tcp)) & 0xFFFF).to_bytes(2, "big")
+    return bytes(eth) + bytes(ip) + bytes(tcp)
+
+
 @dataclass(frozen=True)
 class FrameResult:
     """One frame's outcome: output (None: dropped), decision, reason, parsed packet."""
@@ -103,7 +138,8 @@ class FrameDataPlane:
         Frames seen per parser reason.
     actions : dict[str, int]
         Frames per outcome: ``lb``, ``forward`` (not a VIP), ``drop`` (no valid slot),
-        ``malformed_forward`` and ``malformed_drop`` (the policy's).
+        ``malformed_forward`` and ``malformed_drop`` (the policy's), and with SYN
+        authentication ``challenge``, ``verify`` and ``unverified``.
     """
 
     def __init__(self, cfg: Config, mem: Memories | None = None,
@@ -118,7 +154,8 @@ class FrameDataPlane:
                             if r != Reason.OK}
         self.reasons: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.actions: dict[str, int] = dict.fromkeys(
-            ("lb", "forward", "drop", "malformed_forward", "malformed_drop"), 0)
+            ("lb", "forward", "drop", "malformed_forward", "malformed_drop")
+            + (("challenge", "verify", "unverified") if cfg.lifecycle.auth else ()), 0)
 
     def process_frame(self, frame: bytes) -> tuple[bytes | None, Decision, Reason]:
         """Decide one frame: (output frame or None for a drop, decision, reason)."""
@@ -144,6 +181,12 @@ class FrameDataPlane:
             return FrameResult(out, d, reason, pkt)
         if d.action == Action.DROP:
             self.actions["drop"] += 1
+            return FrameResult(None, d, reason, pkt)
+        if d.action == Action.CHALLENGE:
+            self.actions["challenge"] += 1
+            return FrameResult(challenge_frame(frame, parsed, d.cookie), d, reason, pkt)
+        if d.action in (Action.VERIFY, Action.UNVERIFIED):
+            self.actions[Action(d.action).name.lower()] += 1
             return FrameResult(None, d, reason, pkt)
         self.actions["forward"] += 1
         return FrameResult(frame, d, reason, pkt)

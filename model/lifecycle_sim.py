@@ -1,13 +1,15 @@
 """Event-driven simulation of the connection lifecycle: real-TCP-like clients, a
 spoofed SYN flood, pool updates, and the control plane on its clock.
 
-Legitimate clients behave as Linux's TCP does in SYN-SENT (docs/lifecycle.md): a SYN
-answered by a challenge SYN-ACK gets an RST whose sequence number is the SYN-ACK's
-acknowledgement number one round trip later, and the SYN is retransmitted after the
-retransmission timeout (1 s, doubling). Once a SYN is load-balanced the connection
-sends its packets and ends with FIN (or, for a fraction ``vanish`` of them and for UDP
-flows, simply stops). Spoofed SYNs come from random addresses outside the clients'
-prefix and never answer anything.
+Legitimate clients behave as Linux's TCP does in SYN-SENT (docs/lifecycle.md, checked
+against a real kernel by tests/test_lifecycle_linux.py): a SYN answered by a challenge
+SYN-ACK gets an RST whose sequence number is the SYN-ACK's acknowledgement number, and
+the SYN is retransmitted ``fast_retry`` later (Linux re-arms its timer to
+TCP_TIMEOUT_MIN, 2 jiffies, on the first unacceptable SYN-ACK) or, for later
+challenges of the same connection, after the retransmission timeout (1 s, doubling).
+Once a SYN is load-balanced the connection sends its packets and ends with FIN (or,
+for a fraction ``vanish`` of them and for UDP flows, simply stops). Spoofed SYNs come
+from random addresses outside the clients' prefix and never answer anything.
 
 :func:`run` returns the counters the lifecycle must show (0 spoofed learns, every
 legitimate connection admitted, 0 PCC violations, bounded occupancy) and, with
@@ -50,6 +52,7 @@ class LifecycleParams:
     vanish: float = 0.2         # TCP connections that end without FIN or RST
     rtt: float = 0.01           # client <-> load balancer round trip, seconds
     rto: float = 1.0            # initial SYN retransmission timeout (Linux: 1 s)
+    fast_retry: float = 0.008   # SYN again after the first challenge (2 jiffies, HZ=250)
     retries: int = 6            # SYN retransmissions before a client gives up
     odd: int = 0                # rounds of unusual packets (flag combinations, seq edges)
     updates: int = 6            # pool updates spread over the arrivals
@@ -233,8 +236,10 @@ def run(cfg: Config, p: LifecycleParams, record: bool = False,
             d = send(now, conn_pkt(c, TCP_SYN, c.isn))
             if d.action == Action.CHALLENGE:
                 at(now + p.rtt, "rst", (c, d.cookie))
-                if c.syns <= p.retries:
-                    at(now + p.rto * (1 << (c.syns - 1)), "syn", c)
+                if c.syns == 1:
+                    at(now + p.rtt + p.fast_retry, "syn", c)
+                elif c.syns <= p.retries:
+                    at(now + p.rto * (1 << (c.syns - 2)), "syn", c)
                 else:
                     rep.gave_up += 1
             elif lb(c, d):

@@ -160,5 +160,7 @@ def parse_frame(frame: bytes) -> ParsedFrame:
         dst_port=int.from_bytes(frame[l4 + 2:l4 + 4], "big"),
         proto=proto,
         tcp_flags=frame[l4 + 13] if proto == PROTO_TCP else 0,
+        seq=int.from_bytes(frame[l4 + 4:l4 + 8], "big") if proto == PROTO_TCP else 0,
+        ack=int.from_bytes(frame[l4 + 8:l4 + 12], "big") if proto == PROTO_TCP else 0,
     )
     return ParsedFrame(Reason.OK, tags, l3, l4, pkt)
