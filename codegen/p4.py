@@ -35,7 +35,7 @@ from pathlib import Path
 import jinja2
 
 from model.config import Config, Geometry, clog2
-from model.hashing import FIELD_ORDERS
+from model.hashing import AUTH_FIELDS, FIELD_ORDERS
 from model.layout import memory_specs, unpack_dip
 from model.lifecycle import require_no_lifecycle
 
@@ -142,6 +142,14 @@ def hash_roles(cfg: Config, arch: str = "v1model") -> list[HashRole]:
                        f"model.hashing.Hasher.transit_indices()[{j}]: Bloom bit {j}",
                        f"hash.transit{j}", "transit_index_t", "TRANSIT_BITS")
               for j in range(g.transit_hashes)]
+    if cfg.lifecycle.auth:
+        roles += [HashRole(f"auth{w}", s.auth[w], AUTH_FIELDS,
+                           f"model.hashing.Hasher.auth_slots()[{w}]: verified-source way {w}",
+                           f"hash.auth{w}", "auth_index_t", "AUTH_SOURCES")
+                  for w in (0, 1)]
+        roles.append(HashRole("auth_tag", s.auth[2], AUTH_FIELDS,
+                              "model.hashing.Hasher.auth_slots()[2]: verified-source tag",
+                              "hash.auth_tag", "auth_tag_t", "AUTH_TAG_VALUES"))
     return roles
 
 
@@ -281,13 +289,15 @@ def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
 
 
 def _context(cfg: Config, arch: str) -> dict:
+    from .p4_lifecycle import decision_header, lifecycle_context, lifecycle_defines
+
     g = cfg.geometry
-    return {
+    return lifecycle_context(cfg) | {
         "arch": arch,
         "cfg_name": cfg.name,
         "cfg_file": Path(cfg.source).name,
         "g": g,
-        "defines": _define_rows(g, arch),
+        "defines": _define_rows(g, arch) + lifecycle_defines(cfg),
         "roles": hash_roles(cfg, arch),
         "slots": list(range(g.pool_slots)),
         "mod_lo": _tna_mod_lo(g),
@@ -295,7 +305,7 @@ def _context(cfg: Config, arch: str) -> dict:
         "stages": list(range(g.stages)),
         "transits": list(range(g.transit_hashes)),
         "ingress": INGRESS,
-        "decision_header": DECISION_HEADER,
+        "decision_header": decision_header(cfg, DECISION_HEADER),
     }
 
 
@@ -312,7 +322,6 @@ def _env() -> jinja2.Environment:
 
 def render_v1model(cfg: Config) -> str:
     """The P4-16 program for BMv2 ``simple_switch`` (v1model architecture)."""
-    require_no_lifecycle(cfg, "P4 v1model generator")
     return _env().get_template("l4lb_v1model.p4.j2").render(**_context(cfg, "v1model"))
 
 
@@ -359,7 +368,10 @@ class RegisterWrite:
     value: int
 
     def bmv2(self) -> str:
-        return f"register_write {INGRESS}.{self.register} {self.index} {self.value}"
+        # simple_switch_CLI passes the value as a signed 64-bit Thrift integer: a 64-bit
+        # word (a SYN-authentication key) is written as its two's-complement value
+        v = self.value - (1 << 64) if self.value >> 63 else self.value
+        return f"register_write {INGRESS}.{self.register} {self.index} {v}"
 
     def bfrt(self, program: str) -> str:
         return (f"bfrt.{program}.pipe.{INGRESS}.{self.register}.mod("
@@ -368,8 +380,8 @@ class RegisterWrite:
 
 Entry = TableAdd | RegisterWrite
 
-#: simple_switch_CLI passes a register value as a Thrift i64.
-_BMV2_REGISTER_MAX = (1 << 63) - 1
+#: simple_switch_CLI passes a register value as a Thrift i64 (64-bit patterns pass).
+_BMV2_REGISTER_MAX = (1 << 64) - 1
 
 
 def _cli_value(name: str, v: int) -> str:
@@ -404,7 +416,7 @@ def entry_for_word(cfg: Config, mem: str, addr: int, word: int) -> Entry | None:
         return TableAdd("dip_table", "set_dip", (("dip", addr, g.dip_bits),),
                         (("dip_ip", ip, 32), ("dip_port", port, 16)),
                         f"dip {addr} -> {ipaddress.IPv4Address(ip)}:{port}")
-    specs = {s.name for s in memory_specs(g)}
+    specs = {s.name for s in memory_specs(g, cfg.lifecycle)}
     if mem not in specs:
         raise KeyError(f"unknown memory {mem!r}")
     return RegisterWrite(mem, addr, word)
@@ -417,7 +429,7 @@ def entries(cfg: Config, images: dict[str, list[int]]) -> list[Entry]:
     register word; in memory-map order."""
     out: list[Entry] = []
     seen: set[tuple[int, ...]] = set()
-    for spec in memory_specs(cfg.geometry):
+    for spec in memory_specs(cfg.geometry, cfg.lifecycle):
         words = images[spec.name]
         if len(words) != spec.depth:
             raise ValueError(f"image {spec.name}: {len(words)} words, memory has "
@@ -463,7 +475,7 @@ def render_entries_bmv2(cfg: Config, images: dict[str, list[int]]) -> str:
         if isinstance(e, RegisterWrite) and e.value > _BMV2_REGISTER_MAX:
             raise P4GenError(
                 f"geometry.digest_bits: {e.register}[{e.index}] = {e.value:#x} does not fit "
-                f"the 63-bit register value of simple_switch_CLI; write full-key ConnTable "
+                f"the 64-bit register value of simple_switch_CLI; write full-key ConnTable "
                 f"words through P4Runtime (simple_switch_grpc)")
     return _env().get_template("entries_bmv2.txt.j2").render(**ctx)
 

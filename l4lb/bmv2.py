@@ -269,16 +269,20 @@ class Runtime:
                    f"{INGRESS}.{action}", [_encode(v, w) for v, w in params])
 
     def register_write(self, register: str, index: int, value: int) -> None:
-        if value >> 63:
-            raise Bmv2Error(f"{register}[{index}] = {value:#x} does not fit the 63-bit "
+        """Thrift carries a register value as a signed 64-bit integer: a 64-bit word
+        (the SYN-authentication keys) goes as its two's-complement bit pattern."""
+        if value >> 64:
+            raise Bmv2Error(f"{register}[{index}] = {value:#x} does not fit the 64-bit "
                             f"Thrift register value (full-key ConnTable words need "
                             f"P4Runtime: simple_switch_grpc)")
+        signed = value - (1 << 64) if value >> 63 else value
         self._call(f"register_write {register}[{index}]", self.client.bm_register_write, 0,
-                   f"{INGRESS}.{register}", index, value)
+                   f"{INGRESS}.{register}", index, signed)
 
     def register_read(self, register: str, index: int) -> int:
-        return self._call(f"register_read {register}[{index}]",
-                          self.client.bm_register_read, 0, f"{INGRESS}.{register}", index)
+        value = self._call(f"register_read {register}[{index}]",
+                           self.client.bm_register_read, 0, f"{INGRESS}.{register}", index)
+        return value & ((1 << 64) - 1)
 
     def counter(self, name: str, index: int = 0) -> int:
         """Packets counted by ``counter`` ``name`` at ``index``."""

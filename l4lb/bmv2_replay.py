@@ -21,8 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from codegen.p4 import DECISION_HEADER
-from model.layout import Action
-from model.pipeline import DECISION_FIELDS, Decision, Packet
+from codegen.p4_lifecycle import decision_header
+from model.config import Config
+from model.frame import challenge_frame
+from model.layout import Action, Read
+from model.parse import parse_frame
+from model.pipeline import Decision, Packet
 from model.vectors import Scenario, Write
 
 from .bmv2 import Bmv2Error, Receiver, Runtime, Switch, TableLoader
@@ -36,6 +40,26 @@ DST_MAC = bytes.fromhex("02000000" "4c02")
 TAG = b"l4lb-p4"
 DECISION_STRUCT = struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w]
                                               for _, w in DECISION_HEADER))
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The decision header of one config's program (format 1's, or with ``cookie``)."""
+
+    fields: tuple[str, ...]
+    struct: struct.Struct
+
+    @classmethod
+    def of(cls, cfg: Config) -> Codec:
+        hdr = decision_header(cfg, DECISION_HEADER)
+        return cls(tuple(n for n, _ in hdr),
+                   struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w] for _, w in hdr)))
+
+    def pack(self, d: Decision) -> bytes:
+        return self.struct.pack(*d.as_tuple(self.fields))
+
+
+_V1 = Codec(tuple(n for n, _ in DECISION_HEADER), DECISION_STRUCT)
 _ETH, _IP = 14, 20
 #: Frames sent before waiting for the switch to count them. BMv2 reads its ports with
 #: libpcap, whose capture ring on a veth with offloads on (the default) has 32 slots of
@@ -68,12 +92,15 @@ def _ipv4(src: int, dst: int, proto: int, ident: int, payload_len: int) -> bytea
     return hdr
 
 
-def frame_of(p: Packet, seq: int) -> bytes:
+def frame_of(p: Packet, seq: int, tcp_numbers: bool = False) -> bytes:
     """The frame of vector packet ``p``; UDP frames with ``seq % 5 == 0`` carry no
-    checksum (0, RFC 768), which the rewrite must keep."""
+    checksum (0, RFC 768), which the rewrite must keep. The TCP sequence number is
+    ``seq`` and the acknowledgement number 0, or with ``tcp_numbers`` (format-2
+    vectors) the packet's own ``seq`` and ``ack``."""
     payload = TAG + seq.to_bytes(4, "big")
     if p.proto == 6:
-        l4 = bytearray(struct.pack("!HHIIBBHHH", p.src_port, p.dst_port, seq, 0, 5 << 4,
+        tseq, tack = (p.seq, p.ack) if tcp_numbers else (seq, 0)
+        l4 = bytearray(struct.pack("!HHIIBBHHH", p.src_port, p.dst_port, tseq, tack, 5 << 4,
                                    p.tcp_flags, 8192, 0, 0)) + payload
         l4[16:18] = _l4_checksum(p.src_ip, p.dst_ip, 6, bytes(l4)).to_bytes(2, "big")
     elif p.proto == 17:
@@ -87,11 +114,14 @@ def frame_of(p: Packet, seq: int) -> bytes:
     return DST_MAC + SRC_MAC + b"\x08\x00" + bytes(ip) + bytes(l4)
 
 
-def expected_output(frame: bytes, d: Decision) -> bytes | None:
+def expected_output(frame: bytes, d: Decision, codec: Codec = _V1) -> bytes | None:
     """What the switch emits for ``frame`` with decision ``d`` (decision header, then the
-    frame, rewritten for LB); None for DROP."""
-    if d.action == Action.DROP:
+    frame, rewritten for LB; for CHALLENGE the model's challenge SYN-ACK); None for DROP,
+    VERIFY and UNVERIFIED."""
+    if d.action in (Action.DROP, Action.VERIFY, Action.UNVERIFIED):
         return None
+    if d.action == Action.CHALLENGE:
+        return codec.pack(d) + challenge_frame(frame, parse_frame(frame), d.cookie)
     out = bytearray(frame)
     if d.action == Action.LB:
         proto = out[_ETH + 9]
@@ -106,21 +136,37 @@ def expected_output(frame: bytes, d: Decision) -> bytes | None:
             src = int.from_bytes(out[_ETH + 12:_ETH + 16], "big")
             c = _l4_checksum(src, d.dip_ip, proto, bytes(out[l4:]))
             out[at:at + 2] = c.to_bytes(2, "big")
-    return DECISION_STRUCT.pack(*d.as_tuple()) + bytes(out)
+    return codec.pack(d) + bytes(out)
 
 
-def parse_output(data: bytes) -> tuple[int, dict[str, int], bytes] | None:
-    """(sequence number, decision, frame) of an emitted frame, or None if it is not one
-    of ours (another source MAC, no tag)."""
-    body = data[DECISION_STRUCT.size:]
+def reply_key(frame: bytes) -> tuple[int, int, int, int]:
+    """What identifies a challenge SYN-ACK: (client address, client port, VIP port,
+    acknowledgement number). The reply carries no tag; the harness matches it to the
+    oldest outstanding packet with the same key."""
+    l4 = _ETH + _IP
+    return (int.from_bytes(frame[_ETH + 16:_ETH + 20], "big"),
+            int.from_bytes(frame[l4 + 2:l4 + 4], "big"),
+            int.from_bytes(frame[l4:l4 + 2], "big"),
+            int.from_bytes(frame[l4 + 8:l4 + 12], "big"))
+
+
+def parse_output(data: bytes, codec: Codec = _V1
+                 ) -> tuple[int | tuple[int, int, int, int], dict[str, int], bytes] | None:
+    """(sequence number, decision, frame) of an emitted frame -- for a challenge reply
+    its :func:`reply_key` instead of the sequence number -- or None if it is not one of
+    ours (another source MAC, no tag)."""
+    body = data[codec.struct.size:]
+    values = dict(zip(codec.fields, codec.struct.unpack(data[:codec.struct.size]),
+                      strict=True)) if len(data) >= codec.struct.size else {}
+    if len(body) >= _ETH + _IP + 20 and body[0:6] == SRC_MAC and body[6:12] == DST_MAC:
+        return reply_key(body), values, body      # a reply to one of our frames
     if len(body) < _ETH + _IP + len(TAG) + 4 or body[6:12] != SRC_MAC:
         return None
     end = _ETH + int.from_bytes(body[_ETH + 2:_ETH + 4], "big")
     if body[end - 4 - len(TAG):end - 4] != TAG:
         return None
     seq = int.from_bytes(body[end - 4:end], "big")
-    values = DECISION_STRUCT.unpack(data[:DECISION_STRUCT.size])
-    return seq, dict(zip(DECISION_FIELDS, values, strict=True)), body
+    return seq, values, body
 
 
 @dataclass
@@ -129,10 +175,12 @@ class Mismatch:
 
     packet: int                 # packet number in the scenario (0-based)
     op: int                     # index in scenario.ops (the vector line)
-    sent: Packet
+    sent: Packet | None         # None for a control-plane read
     problem: str                # e.g. "dip_port: BMv2 9000, model 8080"
 
     def __str__(self) -> str:
+        if self.sent is None:
+            return f"op {self.op} (before packet {self.packet}): {self.problem}"
         p = self.sent
         return (f"packet {self.packet} (op {self.op}: {p.src_ip:#010x}:{p.src_port} -> "
                 f"{p.dst_ip:#010x}:{p.dst_port} proto {p.proto} flags {p.tcp_flags:#04x}): "
@@ -143,6 +191,7 @@ class Mismatch:
 class ReplayReport:
     packets: int = 0
     writes: int = 0
+    reads: int = 0              # control-plane reads checked (format-2 vectors)
     frames_expected: int = 0
     frames_received: int = 0
     drops: int = 0
@@ -157,28 +206,30 @@ class ReplayReport:
 
     def summary(self) -> str:
         return (f"{self.packets} packets ({self.drops} dropped by the model), {self.writes} "
-                f"table writes, {self.frames_received}/{self.frames_expected} frames back "
+                f"table writes, {self.reads} register reads checked, "
+                f"{self.frames_received}/{self.frames_expected} frames back "
                 f"({self.receiver_drops} lost by the receiving socket), "
                 f"{len(self.mismatches)} mismatches, {self.seconds:.1f} s, "
                 f"{self.packets_per_second:,.0f} packets/s (initial load "
                 f"{self.load_seconds:.1f} s)")
 
 
-def _compare(want: bytes | None, got: list[bytes], decision: Decision) -> str | None:
+def _compare(want: bytes | None, got: list[bytes], decision: Decision,
+             codec: Codec = _V1) -> str | None:
     if want is None:
         return f"the model drops it, BMv2 emitted {len(got)} frame(s)" if got else None
     if not got:
         return "no frame from BMv2"
     if len(got) > 1:
         return f"BMv2 emitted {len(got)} frames"
-    parsed = parse_output(got[0])
+    parsed = parse_output(got[0], codec)
     assert parsed is not None
     _, dec, frame = parsed
-    diffs = [f"{k}: BMv2 {dec[k]}, model {v}" for k, v in decision.as_dict().items()
-             if dec[k] != v]
+    diffs = [f"{k}: BMv2 {dec[k]}, model {v}"
+             for k, v in decision.as_dict(codec.fields).items() if dec[k] != v]
     if diffs:
         return "; ".join(diffs)
-    body = want[DECISION_STRUCT.size:]
+    body = want[codec.struct.size:]
     if frame != body:
         at = next((i for i in range(min(len(frame), len(body))) if frame[i] != body[i]),
                   min(len(frame), len(body)))
@@ -193,9 +244,9 @@ def marker_frame(n: int) -> bytes:
     return DST_MAC + MARKER_MAC + MARKER_ETHERTYPE + TAG + n.to_bytes(4, "big") + bytes(35)
 
 
-def parse_marker(data: bytes) -> int | None:
+def parse_marker(data: bytes, codec: Codec = _V1) -> int | None:
     """The number of an emitted completion marker, or None."""
-    body = data[DECISION_STRUCT.size:]
+    body = data[codec.struct.size:]
     if body[6:12] != MARKER_MAC or body[12:14] != MARKER_ETHERTYPE:
         return None
     return int.from_bytes(body[14 + len(TAG):18 + len(TAG)], "big")
@@ -215,21 +266,27 @@ def replay(scen: Scenario, switch: Switch, rt: Runtime, iface: str, burst: int =
     counter alone is not enough, since it counts a packet before its ingress has read
     the registers the write changes."""
     loader = TableLoader(scen.cfg, rt)
+    codec = Codec.of(scen.cfg)
+    tcp_numbers = scen.cfg.lifecycle.enabled
     t_load = time.perf_counter()
     loader.load(scen.initial)
     rt.set_default("decision_export", "export_decision")
     received: dict[int, list[bytes]] = {}
+    replies: dict[tuple[int, int, int, int], list[bytes]] = {}
     markers: set[int] = set()
     cond = threading.Condition()
 
     def on_frame(data: bytes) -> None:
-        marker = parse_marker(data)
+        marker = parse_marker(data, codec)
         with cond:
             if marker is not None:
                 markers.add(marker)
                 cond.notify_all()
-            elif (parsed := parse_output(data)) is not None:
-                received.setdefault(parsed[0], []).append(data)
+            elif (parsed := parse_output(data, codec)) is not None:
+                if isinstance(parsed[0], tuple):
+                    replies.setdefault(parsed[0], []).append(data)
+                else:
+                    received.setdefault(parsed[0], []).append(data)
 
     rx = Receiver(iface, on_frame)
     report = ReplayReport(load_seconds=time.perf_counter() - t_load)
@@ -275,9 +332,21 @@ def replay(scen: Scenario, switch: Switch, rt: Runtime, iface: str, burst: int =
                     complete()
                 loader.write(op.mem, op.addr, op.word)
                 continue
+            if isinstance(op, Read):
+                if state["unfenced"]:
+                    complete()
+                got = rt.register_read(op.mem, op.addr)
+                report.reads += 1
+                if got != op.word:
+                    report.mismatches.append(Mismatch(
+                        len(expected), i, None,
+                        f"control-plane read {op.mem}[{op.addr}]: BMv2 {got:#x}, "
+                        f"model {op.word:#x}"))
+                continue
             seq = len(expected)
-            fr = frame_of(op.packet, seq)
-            expected.append((seq, i, op.packet, op.decision, expected_output(fr, op.decision)))
+            fr = frame_of(op.packet, seq, tcp_numbers)
+            expected.append((seq, i, op.packet, op.decision,
+                             expected_output(fr, op.decision, codec)))
             send(fr)
             state["unfenced"] += 1
         complete()
@@ -292,8 +361,15 @@ def replay(scen: Scenario, switch: Switch, rt: Runtime, iface: str, burst: int =
     report.frames_expected = len(want_frames)
     report.frames_received = sum(len(v) for v in received.values())
     report.drops = len(expected) - len(want_frames)
+    report.frames_received += sum(len(v) for v in replies.values())
     for seq, op_index, pkt, dec, want in expected:
-        problem = _compare(want, received.get(seq, []), dec)
+        got = received.get(seq, [])
+        if dec.action == Action.CHALLENGE:  # untagged: the oldest reply with its key
+            queue = replies.get(reply_key(want[codec.struct.size:]), [])
+            got = got + queue[:1]
+            del queue[:1]
+        problem = _compare(want, got, dec, codec)
         if problem:
             report.mismatches.append(Mismatch(seq, op_index, pkt, problem))
+    report.mismatches.sort(key=lambda m: m.op)
     return report

@@ -506,9 +506,10 @@ control SwitchIngress(inout headers_t hdr,
             if (meta.dec.hit == 0) {
                 vip_state.read(meta.vip_state, (bit<32>)meta.dec.vip_id);
                 meta.dec.version = meta.vip_state[VIP_STATE_CUR_HI:0];
-                if (meta.vip_state[VIP_STATE_PHASE_HI:VIP_STATE_PHASE_LO] == PHASE_RECORD) {
+                bit<2> phase = meta.vip_state[VIP_STATE_PHASE_HI:VIP_STATE_PHASE_LO];
+                if (phase == PHASE_RECORD) {
                     transit_record();
-                } else if (meta.vip_state[VIP_STATE_PHASE_HI:VIP_STATE_PHASE_LO] == PHASE_FLIP) {
+                } else if (phase == PHASE_FLIP) {
                     transit_test();
                     if (meta.dec.transit_hit == 1) {
                         meta.dec.version = meta.vip_state[VIP_STATE_OLD_HI:VIP_STATE_OLD_LO];

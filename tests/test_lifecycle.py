@@ -377,14 +377,12 @@ def test_scan_reads_are_logged_with_the_value_read(lc_cfg):
     assert FiveTuple is not None
 
 
-@pytest.mark.parametrize("build", ["v1model", "tna", "hls", "rtl"])
+@pytest.mark.parametrize("build", ["tna", "hls", "rtl"])
 def test_targets_refuse_a_lifecycle_config_naming_its_fields(build):
     from model.lifecycle import LifecycleUnsupported
 
     cfg = load_config("examples/lifecycle.toml")
-    if build == "v1model":
-        from codegen.p4 import render_v1model as make
-    elif build == "tna":
+    if build == "tna":
         from codegen.p4 import render_tna as make
     elif build == "hls":
         from codegen.hls import render_hls as make

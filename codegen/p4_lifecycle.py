@@ -1,0 +1,64 @@
+"""What the P4 programs need for the connection lifecycle (docs/lifecycle.md): the extra
+constants, hash roles and decision field of a config with a ``[lifecycle]``.
+
+The v1model program implements the lifecycle (activity bits, SYN authentication with
+HalfSipHash-2-4 cookies and challenge SYN-ACK frames); the TNA generator still refuses
+such configs (:func:`model.lifecycle.require_no_lifecycle`).
+"""
+
+from __future__ import annotations
+
+from model.config import Config
+from model.frame import CHALLENGE_TTL, CHALLENGE_WINDOW
+from model.layout import Action
+from model.lifecycle import AUTH_TAG_BITS, AUTH_WORD_BITS
+
+__all__ = ["LIFECYCLE_DECISION_HEADER", "decision_header", "lifecycle_defines",
+           "lifecycle_context", "action_bits"]
+
+#: The exported decision of a lifecycle config: format 1's, then the cookie.
+LIFECYCLE_DECISION_HEADER = (("cookie", 32),)
+
+
+def decision_header(cfg: Config, base: tuple[tuple[str, int], ...]
+                    ) -> tuple[tuple[str, int], ...]:
+    """The exported decision header of ``cfg``: ``base`` (codegen.p4.DECISION_HEADER),
+    plus ``cookie`` when a VIP authenticates sources."""
+    return base + LIFECYCLE_DECISION_HEADER if cfg.lifecycle.auth else base
+
+
+def action_bits(cfg: Config) -> int:
+    """Width of ``action_code``: 2 bits hold FORWARD..DROP, 3 the SYN-auth actions."""
+    return 3 if cfg.lifecycle.auth else 2
+
+
+def lifecycle_defines(cfg: Config) -> list[tuple[str, int, str]]:
+    """#define rows of the lifecycle memories."""
+    lc = cfg.lifecycle
+    if not lc.auth:
+        return []
+    a = lc.auth_log2_sources
+    return [
+        ("AUTH_LOG2_SOURCES", a, "lifecycle.auth_log2_sources"),
+        ("AUTH_SOURCES", 1 << a, "words per verified-source way"),
+        ("AUTH_TAG_BITS", AUTH_TAG_BITS, "model.lifecycle.AUTH_TAG_BITS"),
+        ("AUTH_TAG_VALUES", 1 << AUTH_TAG_BITS, "2^AUTH_TAG_BITS: tag = h % AUTH_TAG_VALUES"),
+        ("AUTH_VALID_BIT", AUTH_WORD_BITS - 1, "auth word: valid"),
+        ("AUTH_STAMP_BIT", AUTH_TAG_BITS, "auth word: stamp (epoch parity)"),
+        ("AUTH_TAG_HI", AUTH_TAG_BITS - 1, "auth word: tag[29]"),
+    ]
+
+
+def lifecycle_context(cfg: Config) -> dict:
+    """Template variables: ``lc`` (model.lifecycle.Lifecycle), ``aging``, ``auth``,
+    ``action_bits`` and the constants of the challenge frame."""
+    lc = cfg.lifecycle
+    return {
+        "lc": lc,
+        "aging": lc.aging,
+        "auth": lc.auth,
+        "action_bits": action_bits(cfg),
+        "action_codes": {a.name: int(a) for a in Action},
+        "challenge_ttl": CHALLENGE_TTL,
+        "challenge_window": CHALLENGE_WINDOW,
+    }
