@@ -28,9 +28,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from model.config import Config, clog2
 from model.hashing import FIELD_ORDERS
 from model.layout import memory_specs
-from model.lifecycle import require_no_lifecycle
-from model.pipeline import DECISION_FIELDS
-from model.vectors import manifest
+from model.lifecycle import AUTH_TAG_BITS
+from model.pipeline import DECISION_FIELDS, LIFECYCLE_DECISION_FIELDS
+from model.vectors import manifest, vector_format
 
 __all__ = [
     "TEMPLATE_DIR",
@@ -98,6 +98,16 @@ _STORAGE = {
     "transit": (True, ("ram_s2p", "bram"),
                 "one BRAM per Bloom hash (partitioned), all tested (FLIP) or set (RECORD) "
                 "in the same cycle"),
+    # the connection lifecycle (lifecycle configs only)
+    "act": (True, ("ram_2p", "bram"),
+            "activity bits, one BRAM per stage (partitioned): a hit sets its bit, the "
+            "control plane reads and clears"),
+    "vip_auth": (False, ("ram_s2p", "lutram"), "one read per TCP miss: not partitioned"),
+    "auth": (True, ("ram_2p", "bram"),
+             "verified sources, one BRAM per way (partitioned), both read per TCP miss; "
+             "a verification or a verified SYN writes one"),
+    "auth_key": (True, None, "two 64-bit keys in registers (partitioned)"),
+    "auth_epoch": (True, None, "one bit in a register"),
 }
 
 
@@ -121,10 +131,12 @@ def hls_context(cfg: Config, *, part: str = DEFAULT_PART,
     and transit<j> are one kind each, one C++ array); ``mems`` lists every memory in
     write-port id order.
     """
+    lc = cfg.lifecycle
     g, s = cfg.geometry, cfg.salts
-    specs = memory_specs(g)
+    specs = memory_specs(g, cfg.lifecycle)
     mem_fields = {m["name"]: m["fields"] for m in manifest(cfg)["memories"]}
-    count_names = {"conn": "n_stages", "transit": "transit_hashes"}
+    count_names = {"conn": "n_stages", "transit": "transit_hashes", "act": "n_stages",
+                   "auth": "auth_ways"}
     kinds: dict[str, dict] = {}
     for mem_id, spec in enumerate(specs):
         k = _kind(spec.name)
@@ -144,7 +156,9 @@ def hls_context(cfg: Config, *, part: str = DEFAULT_PART,
                        for n, lsb, bits in mem_fields[spec.name]],
             "partition": partition, "storage": storage, "why": why,
         }
-    mems = [{"name": spec.name, "kind": _kind(spec.name)} for spec in specs]
+    mems = [{"name": spec.name, "kind": _kind(spec.name),
+             "index": int(spec.name[len(_kind(spec.name)):] or -1),
+             "counted": _kind(spec.name) in count_names} for spec in specs]
     roles = {
         "stage": [_role(s.stages[i], f"stage{i}") for i in range(g.stages)],
         "digest": _role(s.digest, "digest"),
@@ -163,7 +177,11 @@ def hls_context(cfg: Config, *, part: str = DEFAULT_PART,
         "wr_addr_bits": max(spec.addr_bits for spec in specs),
         "wr_data_bits": max(spec.width for spec in specs),
         "roles": roles,
-        "decision_fields": list(DECISION_FIELDS),
+        "auth_tag_bits": AUTH_TAG_BITS,
+        "auth_salts": [f"0x{x:08x}u" for x in s.auth],
+        "decision_fields": list(LIFECYCLE_DECISION_FIELDS if lc.enabled else DECISION_FIELDS),
+        "lc": lc,
+        "vectors_format": vector_format(cfg),
         "part": part,
         "clock_ns": clock_ns,
     }
@@ -185,7 +203,6 @@ def _environment() -> Environment:
 def render_hls(cfg: Config, *, part: str = DEFAULT_PART,
                clock_ns: float = DEFAULT_CLOCK_NS) -> dict[str, str]:
     """All HLS files of ``cfg``: file name -> text (library headers included)."""
-    require_no_lifecycle(cfg, "HLS generator")
     ctx = hls_context(cfg, part=part, clock_ns=clock_ns)
     env = _environment()
     out = {name: (TEMPLATE_DIR / name).read_text() for name in LIBRARY_FILES}

@@ -288,7 +288,7 @@ def _odd_packets(cfg: Config, cp: ControlPlane, src: int, tcp_vips: list[int],
     address and from ``src`` (a client address, verified or not): every SYN/ACK/RST/FIN
     combination a miss can carry, sequence numbers 0 and 2**32 - 1, a SYN whose cookie
     equals ``seq + 1`` (answered with the flipped cookie) and the RST that answers it,
-    an RST with a wrong cookie and one with RST|ACK."""
+    an RST with a wrong cookie and one with RST|ACK, and two packets for no VIP."""
     from .cookie import COOKIE_FLIP, cookie
 
     if not tcp_vips:
@@ -304,7 +304,10 @@ def _odd_packets(cfg: Config, cp: ControlPlane, src: int, tcp_vips: list[int],
                       TCP_FIN | TCP_ACK, TCP_RST | TCP_ACK, 0, 0xFF):
             out.append(pkt(flags, int(rng.integers(0, 1 << 32)), 1))
         out += [pkt(TCP_SYN, 0), pkt(TCP_SYN, 0xFFFFFFFF), pkt(TCP_RST, 0),
-                pkt(TCP_RST, 0xFFFFFFFF)]
+                pkt(TCP_RST, 0xFFFFFFFF),
+                # not for a VIP (forwarded unchanged)
+                Packet(s, 0x0B000001, port, 80, 6, TCP_SYN, 7),
+                Packet(s, v.address, port, v.port ^ 1, 17)]
         if cfg.lifecycle.auth:
             e = cp.mem.read("auth_epoch", 0)
             key = cp.mem.read("auth_key", e)

@@ -377,15 +377,13 @@ def test_scan_reads_are_logged_with_the_value_read(lc_cfg):
     assert FiveTuple is not None
 
 
-@pytest.mark.parametrize("build", ["tna", "hls", "rtl"])
+@pytest.mark.parametrize("build", ["tna", "rtl"])
 def test_targets_refuse_a_lifecycle_config_naming_its_fields(build):
     from model.lifecycle import LifecycleUnsupported
 
     cfg = load_config("examples/lifecycle.toml")
     if build == "tna":
         from codegen.p4 import render_tna as make
-    elif build == "hls":
-        from codegen.hls import render_hls as make
     else:
         from hdl.core import L4LBCore as make
     with pytest.raises(LifecycleUnsupported, match=r"idle_timeout = 30.*auth = true on VIP 'web'"):

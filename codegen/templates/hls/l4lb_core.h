@@ -28,17 +28,21 @@ static const unsigned CRC32_POLY_REFLECTED = 0xEDB88320u; // 0x04C11DB7, bit-rev
 static const unsigned CRC32_INIT = 0xFFFFFFFFu;
 static const unsigned CRC32_XOROUT = 0xFFFFFFFFu;
 
-// model.layout.Action
-enum action_t { FORWARD = 0, LB = 1, DROP = 2 };
+// model.layout.Action (CHALLENGE, VERIFY, UNVERIFIED: SYN authentication, lifecycle
+// configs only)
+enum action_t { FORWARD = 0, LB = 1, DROP = 2, CHALLENGE = 3, VERIFY = 4, UNVERIFIED = 5 };
 // model.layout.Phase
 enum phase_t { IDLE = 0, RECORD = 1, FLIP = 2 };
 // model.pipeline: TCP flags and protocol number tested for `close`
 static const unsigned TCP_FIN = 0x01;
+static const unsigned TCP_SYN = 0x02;
 static const unsigned TCP_RST = 0x04;
+static const unsigned TCP_ACK = 0x10;
 static const unsigned PROTO_TCP = 6;
 
-// What a command on the input stream carries (see command_t).
-enum op_t { OP_PACKET = 0, OP_WRITE = 1 };
+// What a command on the input stream carries (see command_t). OP_READ (lifecycle
+// configs): a control-plane read, answered with the word on the read stream.
+enum op_t { OP_PACKET = 0, OP_WRITE = 1, OP_READ = 2 };
 
 // ---- stream payloads ---------------------------------------------------------------
 
@@ -51,26 +55,29 @@ struct key_t {
     ap_uint<8> proto;
 };
 
-// model.pipeline.Packet: the parsed header vector the data plane sees
+// model.pipeline.Packet: the parsed header vector the data plane sees (seq and ack:
+// the TCP sequence and acknowledgement numbers, read by SYN authentication)
 struct packet_t {
     key_t key;
     ap_uint<8> tcp_flags;
+    ap_uint<32> seq;
+    ap_uint<32> ack;
 };
 
 // One input command: a packet, or a control-plane write (model.layout.Memories.write)
 // that lands between the packets before and after it. A single ordered stream keeps
 // the order of vectors.txt exactly, in C simulation and in RTL.
 template <class CONFIG_T> struct command_t {
-    ap_uint<1> op;                             // op_t
+    ap_uint<2> op;                             // op_t
     packet_t pkt;                              // op == OP_PACKET
     typename CONFIG_T::mem_id_t mem;           // op == OP_WRITE: memory (CONFIG_T::mem_*)
-    typename CONFIG_T::wr_addr_t addr;         //   word address
+    typename CONFIG_T::wr_addr_t addr;         //   word address (also OP_READ's)
     typename CONFIG_T::wr_data_t data;         //   word, zero-extended
 };
 
 // model.pipeline.Decision: the vector-file columns, in declaration order
 template <class CONFIG_T> struct decision_t {
-    ap_uint<2> action;                         // action_t
+    ap_uint<3> action;                         // action_t
     typename CONFIG_T::vip_id_t vip_id;
     ap_uint<1> hit;
     typename CONFIG_T::stage_t stage;
@@ -82,6 +89,7 @@ template <class CONFIG_T> struct decision_t {
     ap_uint<16> dip_port;
     ap_uint<1> learn;
     ap_uint<1> close;
+    ap_uint<32> cookie;                        // CHALLENGE: the SYN-ACK's ack number
 };
 
 // model.controlplane.ControlPlane.observe: the learn/close report of one decision
@@ -160,13 +168,13 @@ HASH_FIELDS:
 // model.hashing.crc32_tuple: zlib's CRC-32 (reflected, polynomial 0x04C11DB7, init and
 // final xor 0xFFFFFFFF) of the message bytes, first byte first. Bit-serial form; fully
 // unrolled it is an XOR network of constant depth (the role's salt folds away).
-inline ap_uint<32> crc32(const ap_uint<MSG_BITS> &msg) {
+template <unsigned BITS> ap_uint<32> crc32_bits(const ap_uint<BITS> &msg) {
     #pragma HLS INLINE
     ap_uint<32> crc = CRC32_INIT;
 CRC_BYTES:
-    for (unsigned b = 0; b < MSG_BYTES; b++) {
+    for (unsigned b = 0; b < BITS / 8; b++) {
         #pragma HLS UNROLL
-        const ap_uint<32> byte = msg.range(MSG_BITS - 1 - 8 * b, MSG_BITS - 8 - 8 * b);
+        const ap_uint<32> byte = msg.range(BITS - 1 - 8 * b, BITS - 8 - 8 * b);
         crc ^= byte; // into the low 8 bits (reflected CRC)
     CRC_BITS:
         for (unsigned k = 0; k < 8; k++) {
@@ -179,6 +187,11 @@ CRC_BYTES:
         }
     }
     return crc ^ CRC32_XOROUT;
+}
+
+inline ap_uint<32> crc32(const ap_uint<MSG_BITS> &msg) {
+    #pragma HLS INLINE
+    return crc32_bits<MSG_BITS>(msg);
 }
 
 // model.hashing.crc32_tuple(salt, key, FIELD_ORDERS[role])
@@ -364,17 +377,29 @@ finish(const typename CONFIG_T::slot_map_word_t slot_map[CONFIG_T::slot_map_dept
     d.learn = lb && !hit;
     d.close = lb && hit && pkt.key.proto == PROTO_TCP &&
               (pkt.tcp_flags & (TCP_FIN | TCP_RST)) != 0;
+    d.cookie = 0;
     return d;
 }
 
 // model.pipeline.Decision.out_dst: the emitted header, destination rewritten (DNAT)
 // when the packet is load-balanced
+// when the packet is load-balanced; for CHALLENGE the header of the reply
+// (model.frame.challenge_frame): addresses and ports swapped, SYN|ACK, seq 0, ack cookie
 template <class CONFIG_T> packet_t dnat(const packet_t &pkt, const decision_t<CONFIG_T> &d) {
     #pragma HLS INLINE
     packet_t out = pkt;
     if (d.action == LB) {
         out.key.dst_ip = d.dip_ip;
         out.key.dst_port = d.dip_port;
+    }
+    if (d.action == CHALLENGE) {
+        out.key.src_ip = pkt.key.dst_ip;
+        out.key.dst_ip = pkt.key.src_ip;
+        out.key.src_port = pkt.key.dst_port;
+        out.key.dst_port = pkt.key.src_port;
+        out.tcp_flags = TCP_SYN | TCP_ACK;
+        out.seq = 0;
+        out.ack = d.cookie;
     }
     return out;
 }
@@ -434,6 +459,149 @@ WRITE_TRANSIT:
             transit[j][cmd.addr] = cmd.data;
         }
     }
+}
+
+// ---- the connection lifecycle (docs/lifecycle.md; lifecycle configs only) ----------
+
+// model.cookie.COOKIE_FLIP
+static const unsigned COOKIE_FLIP = 0x80000000u;
+
+inline ap_uint<32> rotl32(const ap_uint<32> &x, unsigned b) {
+    #pragma HLS INLINE
+    return (x << b) | (x >> (32 - b));
+}
+
+// model.cookie._sipround
+inline void sipround(ap_uint<32> &v0, ap_uint<32> &v1, ap_uint<32> &v2, ap_uint<32> &v3) {
+    #pragma HLS INLINE
+    v0 += v1;
+    v1 = rotl32(v1, 5) ^ v0;
+    v0 = rotl32(v0, 16);
+    v2 += v3;
+    v3 = rotl32(v3, 8) ^ v2;
+    v0 += v3;
+    v3 = rotl32(v3, 7) ^ v0;
+    v2 += v1;
+    v1 = rotl32(v1, 13) ^ v2;
+    v2 = rotl32(v2, 16);
+}
+
+// model.cookie.halfsiphash24_words of a 12-byte message (three little-endian words)
+inline ap_uint<32> halfsiphash24(const ap_uint<64> &key, const ap_uint<32> &m0,
+                                 const ap_uint<32> &m1, const ap_uint<32> &m2) {
+    #pragma HLS INLINE
+    ap_uint<32> v0 = key.range(31, 0);
+    ap_uint<32> v1 = key.range(63, 32);
+    ap_uint<32> v2 = v0 ^ ap_uint<32>(0x6c796765u);
+    ap_uint<32> v3 = v1 ^ ap_uint<32>(0x74656462u);
+    const ap_uint<32> words[4] = {m0, m1, m2, ap_uint<32>(12u << 24)};
+SIP_WORDS:
+    for (unsigned w = 0; w < 4; w++) {
+        #pragma HLS UNROLL
+        v3 ^= words[w];
+        sipround(v0, v1, v2, v3);
+        sipround(v0, v1, v2, v3);
+        v0 ^= words[w];
+    }
+    v2 ^= 0xff;
+SIP_FINAL:
+    for (unsigned r = 0; r < 4; r++) {
+        #pragma HLS UNROLL
+        sipround(v0, v1, v2, v3);
+    }
+    return v1 ^ v3;
+}
+
+// model.cookie.cookie: the hash with bit 0 replaced by the key's epoch parity
+inline ap_uint<32> cookie(const ap_uint<64> &key, const ap_uint<1> &parity, const key_t &k) {
+    #pragma HLS INLINE
+    ap_uint<32> h = halfsiphash24(key, k.src_ip, k.dst_ip, (k.src_port, k.dst_port));
+    h[0] = parity;
+    return h;
+}
+
+// model.hashing.Hasher.auth_slots: zlib.crc32(salt || src_ip)
+inline ap_uint<32> source_hash(unsigned salt, const ap_uint<32> &src_ip) {
+    #pragma HLS INLINE
+    return crc32_bits<64>((ap_uint<32>(salt), src_ip));
+}
+
+// model.pipeline.DataPlane.authenticate, for a TCP miss of an auth VIP: false when the
+// source is verified (the miss goes on); else true with the CHALLENGE / VERIFY /
+// UNVERIFIED decision in d. Writes the verified-source word a VERIFY or a verified
+// SYN leaves.
+template <class CONFIG_T>
+bool authenticate(typename CONFIG_T::auth_word_t auth[2][CONFIG_T::auth_depth],
+                  const typename CONFIG_T::auth_key_word_t auth_key[2],
+                  const ap_uint<1> &epoch, const packet_t &pkt,
+                  const typename CONFIG_T::vip_id_t &vip_id, decision_t<CONFIG_T> &d) {
+    #pragma HLS INLINE
+    const typename CONFIG_T::auth_index_t i0 =
+        source_hash(CONFIG_T::auth_salt0, pkt.key.src_ip).range(CONFIG_T::auth_log2_sources - 1, 0);
+    const typename CONFIG_T::auth_index_t i1 =
+        source_hash(CONFIG_T::auth_salt1, pkt.key.src_ip).range(CONFIG_T::auth_log2_sources - 1, 0);
+    const ap_uint<CONFIG_T::auth_tag_bits> tag =
+        source_hash(CONFIG_T::auth_tag_salt, pkt.key.src_ip).range(CONFIG_T::auth_tag_bits - 1, 0);
+    const typename CONFIG_T::auth_word_t w0 = auth[0][i0];
+    const typename CONFIG_T::auth_word_t w1 = auth[1][i1];
+    const bool valid0 = field<CONFIG_T::auth_valid_lsb, CONFIG_T::auth_valid_bits>(w0) == 1;
+    const bool valid1 = field<CONFIG_T::auth_valid_lsb, CONFIG_T::auth_valid_bits>(w1) == 1;
+    const bool match0 = valid0 && field<CONFIG_T::auth_tag_lsb, CONFIG_T::auth_tag_bits>(w0) == tag;
+    const bool match1 = valid1 && field<CONFIG_T::auth_tag_lsb, CONFIG_T::auth_tag_bits>(w1) == tag;
+    const bool syn = (pkt.tcp_flags & TCP_SYN) != 0 && (pkt.tcp_flags & TCP_ACK) == 0;
+    typename CONFIG_T::auth_word_t fresh = 0;
+    fresh.range(CONFIG_T::auth_tag_lsb + CONFIG_T::auth_tag_bits - 1, CONFIG_T::auth_tag_lsb) = tag;
+    fresh[CONFIG_T::auth_stamp_lsb] = epoch;
+    fresh[CONFIG_T::auth_valid_lsb] = 1;
+    if (match0 || match1) {
+        if (syn) {
+            if (match0) {
+                auth[0][i0] = fresh;
+            } else {
+                auth[1][i1] = fresh;
+            }
+        }
+        return false;
+    }
+    d.action = UNVERIFIED;
+    d.vip_id = vip_id;
+    d.hit = 0;
+    d.stage = 0;
+    d.version = 0;
+    d.transit_hit = 0;
+    d.slot = 0;
+    d.dip = 0;
+    d.dip_ip = 0;
+    d.dip_port = 0;
+    d.learn = 0;
+    d.close = 0;
+    d.cookie = 0;
+    const bool rst = (pkt.tcp_flags & TCP_RST) != 0 && (pkt.tcp_flags & TCP_SYN) == 0;
+    if (syn && (pkt.tcp_flags & (TCP_RST | TCP_FIN)) == 0) {
+        const ap_uint<32> c = cookie(auth_key[epoch], epoch, pkt.key);
+        d.action = CHALLENGE;
+        d.cookie = c == ap_uint<32>(pkt.seq + 1) ? ap_uint<32>(c ^ COOKIE_FLIP) : c;
+        return true;
+    }
+    if (rst) {
+        const ap_uint<1> parity = pkt.seq[0];
+        const ap_uint<32> c = cookie(auth_key[parity], parity, pkt.key);
+        if (pkt.seq == c || pkt.seq == ap_uint<32>(c ^ COOKIE_FLIP)) {
+            const bool cur0 =
+                valid0 && field<CONFIG_T::auth_stamp_lsb, CONFIG_T::auth_stamp_bits>(w0) == epoch;
+            const bool cur1 =
+                valid1 && field<CONFIG_T::auth_stamp_lsb, CONFIG_T::auth_stamp_bits>(w1) == epoch;
+            if (cur0 && !cur1) {
+                auth[1][i1] = fresh;
+            } else {
+                auth[0][i0] = fresh;
+            }
+            d.action = VERIFY;
+            return true;
+        }
+    }
+    d.action = UNVERIFIED;
+    return true;
 }
 
 } // namespace l4lb
