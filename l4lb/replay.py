@@ -128,10 +128,16 @@ def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
     decisions |= {"learn": 0, "close": 0}
     last_seen: OrderedDict[FiveTuple, float] = OrderedDict()
     idle_deleted = 0
+    # a [lifecycle] config runs its own clock (aging scans, FIN grace, key rotations)
+    # on the capture's time; its idle aging replaces --idle-timeout
+    lifecycle = cfg.lifecycle.enabled
+    t_first: float | None = None
     t0 = last_print = time.perf_counter()
     i = -1
     with PcapWriter(output) as w:
         for i, rec in enumerate(read_pcap(capture)):
+            if t_first is None:
+                t_first = rec.time
             r = fdp.decide(rec.data)
             d = r.decision
             decisions[Action(d.action).name.lower()] += 1
@@ -146,7 +152,9 @@ def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
                 last_seen[key] = rec.time
                 last_seen.move_to_end(key)
             if i % params.chunk == params.chunk - 1:
-                if params.idle_timeout > 0:
+                if lifecycle:
+                    cp.tick(rec.time - t_first)
+                elif params.idle_timeout > 0:
                     while last_seen:
                         key, seen = next(iter(last_seen.items()))
                         if seen >= rec.time - params.idle_timeout:
@@ -181,7 +189,7 @@ def replay_pcap(cfg: Config, capture: str | Path, output: str | Path,
     rep.outcomes = dict(fdp.actions)
     rep.control_plane = {"learned": cp.stats["learned"], "inserted": cp.stats["inserted"],
                          "stashed": cp.stats["stashed"], "deleted": cp.stats["deleted"],
-                         "idle_deleted": idle_deleted,
+                         "idle_deleted": idle_deleted + cp.stats["aged"],
                          "connections_at_end": len(cp.conn_version)}
     return rep
 

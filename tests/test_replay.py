@@ -171,3 +171,30 @@ def test_replay_trace_reproduces_the_model_run(tmp_path):
         assert fdp.process_frame(f)[0] == trace.outputs[i], f"frame {i}"
         for name, a, w in trace.writes.get(i, []):
             mem.write(name, a, w)
+
+
+def test_replay_with_syn_authentication_answers_with_challenges(tmp_path):
+    """examples/lifecycle.toml: the capture's SYNs from new sources get challenge
+    SYN-ACKs (the capture's clients never answer them), their other misses are dropped,
+    UDP is load-balanced as before; every challenge frame is the model's."""
+    from model.frame import challenge_frame
+    from model.parse import parse_frame
+
+    out, js = tmp_path / "out.pcap", tmp_path / "rep.json"
+    assert main(["replay", str(EXAMPLES / "lifecycle.toml"), str(CAPTURE), "-o", str(out),
+                 "--json", str(js)]) == 0
+    rep = json.loads(js.read_text())
+    d, o = rep["decisions"], rep["outcomes"]
+    assert d["challenge"] == o["challenge"] > 0 and d["unverified"] == o["unverified"] > 0
+    assert rep["frames_out"] == rep["frames_in"] - d["drop"] - d["verify"] - d["unverified"]
+    syn_acks = [f for f in (r.data for r in read_pcap(out))    # from the VIP 10.0.0.1
+                if parse_frame(f).ok and parse_frame(f).packet.tcp_flags == 0x12
+                and parse_frame(f).packet.src_ip == 0x0A000001]
+    assert len(syn_acks) == d["challenge"]
+    first_syn = next(r.data for r in read_pcap(CAPTURE)
+                     if parse_frame(r.data).ok and parse_frame(r.data).packet.tcp_flags == 0x02
+                     and parse_frame(r.data).packet.dst_port in (80, 443))
+    reply = next(f for f in syn_acks
+                 if parse_frame(f).packet.dst_ip == parse_frame(first_syn).packet.src_ip)
+    cookie = parse_frame(reply).packet.ack
+    assert reply == challenge_frame(first_syn, parse_frame(first_syn), cookie)
