@@ -127,7 +127,8 @@ _PRIMES = [m for m in range(13, 2048) if is_prime(m)]
 @st.composite
 def geometries(draw) -> Config:
     """A valid config over the geometry space: stages 1-8, digest 8-32 or the full key,
-    prime or power-of-two Maglev sizes, version bits, pool slots, VIP/DIP capacities."""
+    prime or power-of-two Maglev sizes, version bits, pool slots, VIP/DIP capacities;
+    and the connection lifecycle: none, aging, SYN authentication (table sizes)."""
     stages = draw(st.integers(1, 8))
     digest = draw(st.one_of(st.integers(8, 32), st.just("full")))
     maglev = draw(st.one_of(st.sampled_from(_PRIMES),
@@ -144,12 +145,16 @@ def geometries(draw) -> Config:
         "dip_capacity": dip_capacity, "transit_log2_bits": draw(st.integers(1, 14)),
         "transit_hashes": draw(st.integers(1, 4)),
     }
+    aging, auth = draw(st.booleans()), draw(st.booleans())
     raw = {"name": "random", "geometry": geometry, "vip": [
         {"name": f"v{i}", "address": f"10.0.{i}.1", "port": 80 + i,
-         "protocol": "tcp" if i % 2 == 0 else "udp",
+         "protocol": "tcp" if i % 2 == 0 else "udp", "auth": auth and i % 2 == 0,
          "dips": [{"address": f"192.168.{i}.{k + 1}", "port": 8000 + k}
                   for k in range(dips_per_vip)]}
         for i in range(vips)]}
+    if aging or auth:
+        raw["lifecycle"] = {"idle_timeout": 30 if aging else 0,
+                            "auth_log2_sources": draw(st.integers(1, 16))}
     return parse_config(raw, source="random.toml")
 
 
@@ -165,13 +170,15 @@ def test_random_geometries_compile_with_p4test_and_p4c(cfg, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("geometry")
     _p4test_v1model(cfg, tmp)
     _p4c_bmv2(cfg, tmp)
-    if tna_unsupported(cfg) is None and tna_include_dir() is not None:
+    if tna_unsupported(cfg) is None and tna_include_dir() is not None \
+            and not cfg.lifecycle.enabled:
         _p4test_tna(cfg, tmp)
 
 
 def test_geometry_strategy_covers_the_space():
     """The strategy reaches the corners the issue names (checked without compilers)."""
-    seen: dict[str, set] = {"stages": set(), "full": set(), "prime": set()}
+    seen: dict[str, set] = {"stages": set(), "full": set(), "prime": set(), "aging": set(),
+                            "auth": set()}
 
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(cfg=geometries())
@@ -180,10 +187,13 @@ def test_geometry_strategy_covers_the_space():
         seen["stages"].add(g.stages)
         seen["full"].add(g.full_key)
         seen["prime"].add(not g.maglev_pow2)
+        seen["aging"].add(cfg.lifecycle.aging)
+        seen["auth"].add(cfg.lifecycle.auth)
 
     collect()
     assert {1, 8} <= seen["stages"] and seen["full"] == {True, False} \
         and seen["prime"] == {True, False}
+    assert seen["aging"] == seen["auth"] == {True, False}
 
 
 # ---- the Tofino back end ------------------------------------------------------------------
