@@ -431,3 +431,26 @@ def test_challenge_frame_is_a_well_formed_syn_ack_per_scapy(lc_cfg, tags):
     assert (out, d.action) == (None, Action.VERIFY)
     out, d, _ = fdp.process_frame(bytes(syn))
     assert d.action == Action.LB and Ether(out)[IP].dst.startswith("192.168.1.")
+
+
+def test_a_truncated_tcp_syn_never_reaches_authentication(lc_cfg):
+    """A SYN whose TCP header is cut short is the parser's L4_TRUNCATED: the [frames]
+    policy forwards or drops it untouched; no challenge, no verified-source write."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from model.frame import FrameDataPlane
+    from model.parse import Reason, ones_sum
+
+    cp, dp = _plane(lc_cfg)
+    fdp = FrameDataPlane(lc_cfg, dataplane=dp)
+    full = bytes(Ether() / IP(src="100.64.0.9", dst="10.0.0.1") / TCP(dport=80, flags="S"))
+    cut = bytearray(full[:14 + 20 + 12])
+    cut[16:18] = (20 + 12).to_bytes(2, "big")           # IPv4 total length: 12 TCP bytes
+    cut[24:26] = b"\0\0"
+    cut[24:26] = (~ones_sum(bytes(cut[14:34])) & 0xFFFF).to_bytes(2, "big")
+    before = {k: v.copy() for k, v in cp.mem.arrays.items()}
+    out, d, reason = fdp.process_frame(bytes(cut))
+    assert reason == Reason.L4_TRUNCATED and d.action in (Action.FORWARD, Action.DROP)
+    assert out in (None, bytes(cut))
+    assert all((cp.mem.arrays[k] == v).all() for k, v in before.items())
