@@ -37,7 +37,7 @@ import jinja2
 from model.config import Config, Geometry, clog2
 from model.hashing import AUTH_FIELDS, FIELD_ORDERS
 from model.layout import memory_specs, unpack_dip
-from model.lifecycle import require_no_lifecycle
+from model.lifecycle import lifecycle_unsupported, require_no_lifecycle
 
 __all__ = [
     "P4GenError",
@@ -513,14 +513,15 @@ def write_p4(cfg: Config, outdir: str | Path,
     """Write :data:`PROGRAM_FILES` into ``outdir``; returns the paths written.
 
     ``images`` default to :func:`default_images`. When the config cannot run on Tofino
-    (:func:`tna_unsupported`), the two TNA files are replaced by ``TNA_SKIPPED.txt``
-    holding the reason, and a warning is issued."""
+    (:func:`tna_unsupported`, or a connection lifecycle the TNA program does not have
+    yet), the two TNA files are replaced by ``TNA_SKIPPED.txt`` holding the reason, and
+    a warning is issued."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     imgs = default_images(cfg) if images is None else images
     files = {"l4lb_v1model.p4": render_v1model(cfg),
              "entries_bmv2.txt": render_entries_bmv2(cfg, imgs)}
-    why = tna_unsupported(cfg)
+    why = tna_unsupported(cfg) or lifecycle_unsupported(cfg, "P4 TNA generator")
     if why is None:
         files["l4lb_tna.p4"] = render_tna(cfg)
         files["entries_bfrt.py"] = render_entries_bfrt(cfg, imgs)

@@ -63,6 +63,14 @@ def _demo(p: argparse.ArgumentParser) -> Handler:
         bad = replay_scenario(scen)
         print(f"  vectors: {len(scen.packets)} packets, {len(scen.writes)} table writes, "
               f"replay mismatches {len(bad)} ({time.perf_counter() - t0:.2f} s)")
+        if cfg.lifecycle.enabled:
+            # clients that answer SYN authentication: the event-driven lifecycle run
+            from model.lifecycle_sim import LifecycleParams
+            from model.lifecycle_sim import run as lifecycle_run
+
+            r = lifecycle_run(cfg, LifecycleParams(duration=30, conn_rate=20, flood=100))
+            print(f"  lifecycle, 100x spoofed SYN flood: {r.summary()}")
+            return 0
         for two_phase in (True, False):
             r = replay(cfg, TraceParams(connections=a.connections, updates=20,
                                         two_phase=two_phase))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Lifecycle", "parse_lifecycle", "AUTH_TAG_BITS", "AUTH_WORD_BITS",
-           "pack_auth", "unpack_auth", "LifecycleUnsupported", "require_no_lifecycle"]
+           "pack_auth", "unpack_auth", "LifecycleUnsupported", "lifecycle_unsupported",
+           "require_no_lifecycle"]
 
 #: Bits of a verified-source entry's tag: a spoofed source matches a valid entry with
 #: probability 2**-30 per probed word (docs/lifecycle.md, "Security").
@@ -99,21 +100,29 @@ class LifecycleUnsupported(ValueError):
     """A target generator was given a config whose lifecycle it does not implement."""
 
 
-def require_no_lifecycle(cfg: object, target: str) -> None:
-    """Refuse, naming the config's fields, to build ``target`` for a config with a
-    ``[lifecycle]`` or an ``auth`` VIP: the lifecycle is specified in the model
-    (docs/lifecycle.md) and each target gains it with its own equivalence tests;
-    until then a target must not silently decide differently from the model."""
+def lifecycle_unsupported(cfg: object, target: str) -> str | None:
+    """Why ``target`` cannot be built for ``cfg`` (a config with a ``[lifecycle]`` or an
+    ``auth`` VIP, which the target does not implement yet), naming the settings; None
+    when the config has no lifecycle."""
     lc = cfg.lifecycle
     if not lc.enabled:
-        return
+        return None
     what = []
     if lc.aging:
         what.append(f"lifecycle.idle_timeout = {lc.idle_timeout:g} (activity bits)")
     if lc.auth:
         names = [v.name for v in cfg.vips if v.auth]
         what.append(f"auth = true on VIP {', '.join(map(repr, names))} (SYN authentication)")
-    raise LifecycleUnsupported(
-        f"{cfg.source}: the {target} does not implement the connection lifecycle yet: "
-        f"{'; '.join(what)}. Only the model runs it (docs/lifecycle.md, 'Targets'); "
-        f"remove these settings to build this target.")
+    return (f"{cfg.source}: the {target} does not implement the connection lifecycle yet: "
+            f"{'; '.join(what)}. Only the model, P4 v1model and HLS run it "
+            f"(docs/lifecycle.md, 'Targets'); remove these settings to build this target.")
+
+
+def require_no_lifecycle(cfg: object, target: str) -> None:
+    """Refuse (:class:`LifecycleUnsupported`, see :func:`lifecycle_unsupported`) to
+    build ``target`` for a config with a lifecycle: the lifecycle is specified in the
+    model (docs/lifecycle.md) and each target gains it with its own equivalence tests;
+    until then a target must not silently decide differently from the model."""
+    why = lifecycle_unsupported(cfg, target)
+    if why is not None:
+        raise LifecycleUnsupported(why)

@@ -42,3 +42,21 @@ def test_generate_writes_every_target(tmp_path, capsys):
                 "hls/l4lb_config.h", "hls/l4lb_tb.cpp"]:
         assert (tmp_path / rel).stat().st_size > 0, rel
     assert "module l4lb_core" in (tmp_path / "rtl/l4lb_core.v").read_text()
+
+
+def test_demo_and_generate_on_the_lifecycle_config(tmp_path, capsys):
+    """examples/lifecycle.toml: the demo runs the SYN-flood simulation; generate writes
+    v1model and HLS and, for the targets without the lifecycle, a note naming why."""
+    import warnings
+
+    assert main(["demo", str(EXAMPLES / "lifecycle.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "replay mismatches 0" in out and "100x spoofed SYN flood" in out
+    assert "0 PCC violations, 0 spoofed learns" in out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["generate", str(EXAMPLES / "lifecycle.toml"), "-o", str(tmp_path)]) == 0
+    for rel in ("p4/l4lb_v1model.p4", "p4/entries_bmv2.txt", "hls/l4lb_kernel.cpp"):
+        assert (tmp_path / rel).exists(), rel
+    for rel in ("rtl/RTL_SKIPPED.txt", "p4/TNA_SKIPPED.txt"):
+        assert "auth = true on VIP 'web', 'tls'" in (tmp_path / rel).read_text(), rel
