@@ -4,7 +4,10 @@ and units, PHV containers) from its resource logs, and find the largest ConnTabl
 still places (``l4lb p4-report``; docs/p4.md, "Tofino resources").
 
 The numbers come from the compiler's own outputs in ``<out>/pipe/logs`` (written with
-``-g``): ``metrics.json`` (totals) and ``resources.json`` (per stage). bf-p4c is not on
+``-g``): ``metrics.json`` (totals: SRAM/TCAM/map RAM blocks, logical tables, crossbar and
+action-bus bytes, latency, PHV) and ``resources.json`` (per stage: the stages holding a
+logical table, hash bits, hash distribution units, gateways), as p4c 1.2.5's Tofino back
+end (compiler 9.13.4) writes them. bf-p4c is not on
 PyPI; :func:`unavailable` says so when it is missing.
 """
 
@@ -120,17 +123,19 @@ def read_resources(build: str | Path) -> dict:
             out["stages"] = max(stages) + 1
     res = _find(build, "resources.json")
     if res is not None:
-        r = json.loads(res.read_text())
-        hash_bits = hash_units = 0
-        for st in r.get("resources", {}).get("mau", {}).get("mau_stages", []):
-            for h in st.get("hash_bits", []) or []:
-                hash_bits += 1 if h.get("usages") else 0
-            for h in st.get("hash_distribution_units", []) or []:
-                hash_units += 1 if h.get("usages") else 0
-        if hash_bits:
-            out["hash_bits"] = hash_bits
-        if hash_units:
-            out["hash_distribution_units"] = hash_units
+        mau = json.loads(res.read_text()).get("resources", {}).get("mau", {})
+        stages = mau.get("mau_stages", [])
+        used = [st["stage_number"] for st in stages
+                if st.get("logical_tables", {}).get("ids")]
+        if used:
+            out["stages"] = max(used) + 1
+        if "nStages" in mau:
+            out["stages_available"] = mau["nStages"]
+        for key, part, items in (("hash_bits", "hash_bits", "bits"),
+                                 ("hash_distribution_units", "hash_distribution_units",
+                                  "units"),
+                                 ("gateways", "gateways", "gateways")):
+            out[key] = sum(len(st.get(part, {}).get(items, []) or []) for st in stages)
     return out
 
 
@@ -165,9 +170,11 @@ def largest_conn_table(cfg: Config, target: str = "tofino", lo: int = 10, hi: in
 
 # ---- l4lb p4-report ------------------------------------------------------------------
 
-_ROWS = (("stages", "MAU stages"), ("srams", "SRAM blocks"), ("map_rams", "map RAM blocks"),
+_ROWS = (("stages", "MAU stages"), ("stages_available", "MAU stages available"),
+         ("srams", "SRAM blocks"), ("map_rams", "map RAM blocks"),
          ("tcams", "TCAM blocks"), ("logical_tables", "logical tables"),
          ("hash_bits", "hash bits"), ("hash_distribution_units", "hash distribution units"),
+         ("gateways", "gateway rows"),
          ("exact_crossbar_bytes", "exact-match crossbar bytes"),
          ("action_bus_bytes", "action data bus bytes"),
          ("phv_normal_containers", "PHV containers"), ("phv_normal_bits", "PHV bits"),
