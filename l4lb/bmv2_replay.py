@@ -38,8 +38,12 @@ SRC_MAC = bytes.fromhex("02000000" "4c01")
 DST_MAC = bytes.fromhex("02000000" "4c02")
 #: Payload: a tag, then the packet's sequence number (big-endian, 4 bytes).
 TAG = b"l4lb-p4"
-DECISION_STRUCT = struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w]
-                                              for _, w in DECISION_HEADER))
+def _decision_struct(header: tuple[tuple[str, int], ...]) -> struct.Struct:
+    """The byte layout of an exported decision header (big-endian, byte-aligned fields)."""
+    return struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w] for _, w in header))
+
+
+DECISION_STRUCT = _decision_struct(DECISION_HEADER)
 
 
 @dataclass(frozen=True)
@@ -52,8 +56,7 @@ class Codec:
     @classmethod
     def of(cls, cfg: Config) -> Codec:
         hdr = decision_header(cfg, DECISION_HEADER)
-        return cls(tuple(n for n, _ in hdr),
-                   struct.Struct(">" + "".join({8: "B", 16: "H", 32: "I"}[w] for _, w in hdr)))
+        return cls(tuple(n for n, _ in hdr), _decision_struct(hdr))
 
     def pack(self, d: Decision) -> bytes:
         return self.struct.pack(*d.as_tuple(self.fields))

@@ -199,6 +199,9 @@ def run(cfg: Config, p: LifecycleParams, record: bool = False,
             rep.legit_dropped += 1
             return False
         c.dips.add(d.dip_ip << 16 | d.dip_port)
+        if len(c.dips) > 1 and not c.violated:
+            rep.violations += 1
+            c.violated = True
         return True
 
     step = 0
@@ -269,9 +272,6 @@ def run(cfg: Config, p: LifecycleParams, record: bool = False,
         elif kind == "last_ack":
             c = data
             lb(c, send(now, conn_pkt(c, TCP_ACK, (c.isn + 2) & 0xFFFFFFFF)))
-        if kind in ("syn", "data", "last_ack") and len(data.dips) > 1 and not data.violated:
-            rep.violations += 1
-            data.violated = True
     cp.insert_pending()
     flush()
     rep.packets = len(seq_times)

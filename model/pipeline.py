@@ -179,9 +179,10 @@ class DataPlane:
         flags = pkt.tcp_flags
         syn = bool(flags & TCP_SYN) and not flags & TCP_ACK
         fresh = pack_auth(True, epoch, tag)
-        if (w0[0] and w0[2] == tag) or (w1[0] and w1[2] == tag):
+        match0, match1 = w0[0] and w0[2] == tag, w1[0] and w1[2] == tag
+        if match0 or match1:
             if syn:  # refresh the way that matched (way 0 when both do)
-                way, i = ("auth0", i0) if w0[0] and w0[2] == tag else ("auth1", i1)
+                way, i = ("auth0", i0) if match0 else ("auth1", i1)
                 mem.arrays[way][i] = fresh
             return None
         keys = (mem.read("auth_key", 0), mem.read("auth_key", 1))

@@ -58,54 +58,25 @@ protocol = "udp"
 dips = [{ address = "10.20.1.1" }, { address = "10.20.1.2" }]
 """
 
-#: A small config with the whole connection lifecycle (docs/lifecycle.md): aging,
-#: FIN grace, SYN authentication with a 16-entry verified-source table, short epochs.
-LIFECYCLE_TOML = """\
-name = "lifecycle_small"
-
-[geometry]
-stages = 2
-log2_slots = 6
-digest_bits = 16
-version_bits = 4
-maglev_size = 251
-pool_slots = 6
-vip_capacity = 4
-dip_capacity = 16
-transit_log2_bits = 6
-transit_hashes = 2
-stash_size = 2
-
-[lifecycle]
-idle_timeout = 2
-close_grace = 0.5
-auth_epoch = 3
-auth_log2_sources = 4
-
-[[vip]]
-name = "web"
-address = "10.0.0.1"
-port = 80
-auth = true
-dips = [{ address = "192.168.1.1" }, { address = "192.168.1.2" }, { address = "192.168.1.3" }]
-
-[[vip]]
-name = "dns"
-address = "10.0.0.53"
-port = 53
-protocol = "udp"
-dips = [{ address = "192.168.3.1" }, { address = "192.168.3.2" }]
-"""
-
 CONFIGS = ("default", "small", "fullkey", "lifecycle")
 
 
 def _config_path(name, tmp_dir):
-    if name in ("fullkey", "lifecycle"):
-        path = tmp_dir / f"{name}.toml"
-        path.write_text(FULL_KEY_TOML if name == "fullkey" else LIFECYCLE_TOML)
+    if name == "fullkey":
+        path = tmp_dir / "fullkey.toml"
+        path.write_text(FULL_KEY_TOML)
         return path
     return EXAMPLES / f"{name}.toml"
+
+
+def _load(name, tmp_dir):
+    """``lifecycle``: the small config with the whole connection lifecycle that
+    tests/test_lifecycle.py and the BMv2 tests use (aging, FIN grace, SYN authentication
+    with a 16-entry verified-source table, short epochs)."""
+    if name == "lifecycle":
+        from .test_lifecycle import LC, _cfg
+        return _cfg(LC)
+    return load_config(_config_path(name, tmp_dir))
 
 
 def _with_drops(scen: Scenario) -> Scenario:
@@ -142,7 +113,7 @@ def _prepare(name, root):
     """Vectors, generated sources and the compiled csim binary of one config."""
     work = root / name
     work.mkdir()
-    cfg = load_config(_config_path(name, work))
+    cfg = _load(name, work)
     scen = _with_drops(build_scenario(cfg))
     vecdir = work / "vectors"
     write_vectors(scen, vecdir)
