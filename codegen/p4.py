@@ -52,6 +52,7 @@ __all__ = [
     "tna_unsupported",
     "tna_maglev_mod_tables",
     "tna_maglev_reduce",
+    "tna_maglev_banked",
     "hash_roles",
     "default_images",
     "entries",
@@ -190,33 +191,54 @@ def _tna_mod_lo(g: Geometry) -> bool:
     return not g.maglev_pow2 and g.maglev_size <= 1 << TNA_MOD_HALF_BITS
 
 
+#: Largest Maglev memory (bits) a prime-M TNA program keeps in one register padded to
+#: ``pool_slots * 2^MAGLEV_INDEX_BITS`` words (16 SRAM blocks of one MAU stage).
+TNA_MAGLEV_PADDED_MAX_BITS = 1 << 21
+
+
+def tna_maglev_banked(g: Geometry) -> bool:
+    """Whether the TNA program holds the Maglev memory as one register of M words per
+    pool slot (``maglev<slot>``, all read at the index, the slot's word kept) rather than
+    one register addressed ``slot ++ index``. Only for a prime M whose padded register
+    (``pool_slots << MAGLEV_INDEX_BITS`` words) would exceed
+    :data:`TNA_MAGLEV_PADDED_MAX_BITS`: a register lives in one MAU stage, while the
+    banks cost one stateful ALU each (four per stage)."""
+    return not g.maglev_pow2 and ((g.pool_slots << g.maglev_index_bits)
+                                  * tna_register_bits(g.dip_bits)
+                                  > TNA_MAGLEV_PADDED_MAX_BITS)
+
+
 def tna_maglev_mod_tables(g: Geometry) -> dict[str, list[int]]:
     """The constant lookup registers with which the TNA program computes ``crc % M`` for
     a prime Maglev size M without a modulo: ``crc = hi * 2^16 + lo``, so
-    ``crc % M = (MOD_HI[hi] + MOD_LO[lo]) % M`` with ``MOD_HI[hi] = (hi << 16) % M`` and
-    ``MOD_LO[lo] = lo % M``; both terms are below M, so one conditional subtraction of M
-    finishes it. ``MOD_LO`` is the identity when M > 2^16 and is then left out. Empty
-    for a power-of-two M (the index is then the low CRC bits)."""
+    ``crc % M = ((hi << 16) % M + lo % M) % M``. ``MOD_LO[lo] = lo % M`` and
+    ``MOD_HI[hi] = ((hi << 16) % M - M) mod 2^32``: the stateful ALU of ``MOD_HI`` adds
+    the low term, giving ``sum - M`` with ``sum < 2M``, and one conditional add of M
+    (when bit 31 is set) finishes it. ``MOD_LO`` is the identity when M > 2^16 and is
+    then left out. Empty for a power-of-two M (the index is then the low CRC bits)."""
     m = g.maglev_size
     if g.maglev_pow2:
         return {}
     half = 1 << TNA_MOD_HALF_BITS
-    tables = {"maglev_mod_hi": [(hi << TNA_MOD_HALF_BITS) % m for hi in range(half)]}
+    tables = {"maglev_mod_hi": [((hi << TNA_MOD_HALF_BITS) % m - m) & 0xFFFFFFFF
+                                for hi in range(half)]}
     if _tna_mod_lo(g):
         tables["maglev_mod_lo"] = [lo % m for lo in range(half)]
     return tables
 
 
 def tna_maglev_reduce(g: Geometry, crc: int) -> int:
-    """``crc % M`` computed the way the TNA program does it (lookups, add, one
-    conditional subtraction); equal to ``crc % M`` for every 32-bit ``crc``."""
+    """``crc % M`` computed the way the TNA program does it (lookups, the stateful
+    ALU's add, one conditional add of M on the low index bits); equal to ``crc % M``
+    for every 32-bit ``crc``."""
     m, half = g.maglev_size, TNA_MOD_HALF_BITS
     if g.maglev_pow2:
         return crc & (m - 1)
     hi, lo = crc >> half, crc & ((1 << half) - 1)
-    total = (hi << half) % m + (lo % m if _tna_mod_lo(g) else lo)
-    diff = (total - m) & 0xFFFFFFFF
-    return diff if not diff >> 31 else total
+    mod_hi = ((hi << half) % m - m) & 0xFFFFFFFF
+    diff = (mod_hi + (lo % m if _tna_mod_lo(g) else lo)) & 0xFFFFFFFF
+    mask = (1 << g.maglev_index_bits) - 1
+    return diff & mask if not diff >> 31 else (diff + m) & mask
 
 
 def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
@@ -241,8 +263,11 @@ def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
         ("MAGLEV_INDEX_BITS", g.maglev_index_bits,
          f"M = 2^{g.maglev_index_bits} = geometry.maglev_size" if tna and g.maglev_pow2
          else "holds a Maglev index 0..M-1"),
-        *([] if tna and not g.maglev_pow2 else
-          [("MAGLEV_DEPTH", g.maglev_depth, "pool_slots * M")]),
+        *([] if tna and tna_maglev_banked(g) else
+          [("MAGLEV_DEPTH", g.pool_slots << g.maglev_index_bits,
+            "pool_slots * M" if g.maglev_pow2
+            else "pool_slots * 2^MAGLEV_INDEX_BITS (slot ++ index, padded)")
+           if tna else ("MAGLEV_DEPTH", g.maglev_depth, "pool_slots * M")]),
         ("DIP_CAPACITY", g.dip_capacity, "geometry.dip_capacity"),
         ("DIP_BITS", g.dip_bits, "holds a DIP-table index"),
         ("TRANSIT_LOG2_BITS", g.transit_log2_bits, "geometry.transit_log2_bits"),
@@ -260,10 +285,11 @@ def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
              f"register element of a {g.dip_bits}-bit maglev word"),
             ("SLOT_MAP_INDEX_BITS", g.vip_bits + V, "slot_map index: vip_id ++ version"),
         ]
-        if g.maglev_pow2:
+        if not tna_maglev_banked(g):
             rows.append(("MAGLEV_ADDR_BITS", S + g.maglev_index_bits,
-                         "maglev address: slot ++ index = slot * M + index"))
-        else:
+                         "maglev address: slot ++ index = slot * M + index"
+                         if g.maglev_pow2 else "maglev address: slot ++ index"))
+        if not g.maglev_pow2:
             rows.append(("MOD_HALF_VALUES", 1 << TNA_MOD_HALF_BITS,
                          "entries of each CRC-half lookup register"))
     else:
@@ -301,6 +327,7 @@ def _context(cfg: Config, arch: str) -> dict:
         "roles": hash_roles(cfg, arch),
         "slots": list(range(g.pool_slots)),
         "mod_lo": _tna_mod_lo(g),
+        "maglev_banked": tna_maglev_banked(g),
         "field_bits": _FIELD_BITS,
         "stages": list(range(g.stages)),
         "transits": list(range(g.transit_hashes)),
@@ -481,13 +508,15 @@ def render_entries_bmv2(cfg: Config, images: dict[str, list[int]]) -> str:
 
 
 def tna_entry(cfg: Config, e: Entry) -> Entry:
-    """``e`` as the TNA program holds it: with a prime Maglev size the ``maglev`` memory
-    is one register per pool slot (``maglev<slot>``, M words each), so word
-    ``slot * M + index`` is word ``index`` of ``maglev<slot>``."""
+    """``e`` as the TNA program holds it. With a prime Maglev size M, model word
+    ``slot * M + index`` of ``maglev`` is word ``slot ++ index`` of the padded register
+    ``maglev``, or word ``index`` of the bank ``maglev<slot>`` (:func:`tna_maglev_banked`)."""
     g = cfg.geometry
     if isinstance(e, RegisterWrite) and e.register == "maglev" and not g.maglev_pow2:
         slot, index = divmod(e.index, g.maglev_size)
-        return RegisterWrite(f"maglev{slot}", index, e.value)
+        if tna_maglev_banked(g):
+            return RegisterWrite(f"maglev{slot}", index, e.value)
+        return RegisterWrite("maglev", slot << g.maglev_index_bits | index, e.value)
     return e
 
 
@@ -501,7 +530,8 @@ def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
     ctx["entries"] = [tna_entry(cfg, e) for e in ctx["entries"]]
     g = cfg.geometry
     ctx["mod_tables"] = [] if g.maglev_pow2 else [
-        ("maglev_mod_hi", f"(i << {TNA_MOD_HALF_BITS}) % {g.maglev_size}")] + (
+        ("maglev_mod_hi",
+         f"((i << {TNA_MOD_HALF_BITS}) % {g.maglev_size} - {g.maglev_size}) & 0xFFFFFFFF")] + (
         [("maglev_mod_lo", f"i % {g.maglev_size}")]
         if _tna_mod_lo(g) else [])
     ctx["mod_values"] = 1 << TNA_MOD_HALF_BITS

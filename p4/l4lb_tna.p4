@@ -341,7 +341,8 @@ parser SwitchIngressParser(packet_in pkt,
         ig_md.tcp_flags = hdr.tcp.flags;
         tcp_csum.subtract({ hdr.tcp.checksum });
         tcp_csum.subtract({ hdr.tcp.dst_port });
-        ig_md.l4_csum_residual = tcp_csum.get();
+        // the residual is deposited at the end of parsing; nothing is extracted after it
+        tcp_csum.subtract_all_and_deposit(ig_md.l4_csum_residual);
         transition accept;
     }
 
@@ -351,7 +352,8 @@ parser SwitchIngressParser(packet_in pkt,
         ig_md.flow.dst_port = hdr.udp.dst_port;
         udp_csum.subtract({ hdr.udp.checksum });
         udp_csum.subtract({ hdr.udp.dst_port });
-        ig_md.l4_csum_residual = udp_csum.get();
+        // the residual is deposited at the end of parsing; nothing is extracted after it
+        udp_csum.subtract_all_and_deposit(ig_md.l4_csum_residual);
         transition accept;
     }
 }
@@ -360,6 +362,22 @@ parser SwitchIngressParser(packet_in pkt,
 // Ingress: model.pipeline.DataPlane.process
 // =============================================================================
 
+// One PHV container per decision-header field: packed two to a container, the
+// export action would write one container from three sources (a constant for the
+// zero-extension and two metadata fields), more than one action can (bf-p4c error
+// "requires too many sources" with many pool slots).
+@pa_container_size("ingress", "hdr.decision.action_code", 8)
+@pa_container_size("ingress", "hdr.decision.vip_id", 16)
+@pa_container_size("ingress", "hdr.decision.hit", 8)
+@pa_container_size("ingress", "hdr.decision.stage", 8)
+@pa_container_size("ingress", "hdr.decision.version", 16)
+@pa_container_size("ingress", "hdr.decision.transit_hit", 8)
+@pa_container_size("ingress", "hdr.decision.slot", 16)
+@pa_container_size("ingress", "hdr.decision.dip", 16)
+@pa_container_size("ingress", "hdr.decision.dip_ip", 32)
+@pa_container_size("ingress", "hdr.decision.dip_port", 16)
+@pa_container_size("ingress", "hdr.decision.learn", 8)
+@pa_container_size("ingress", "hdr.decision.close", 8)
 control SwitchIngress(inout headers_t hdr,
                       inout ingress_metadata_t ig_md,
                       in ingress_intrinsic_metadata_t ig_intr_md,

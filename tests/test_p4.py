@@ -33,6 +33,8 @@ from codegen.p4 import (
     render_entries_bmv2,
     render_tna,
     render_v1model,
+    tna_entry,
+    tna_maglev_banked,
     tna_maglev_mod_tables,
     tna_maglev_reduce,
     tna_register_bits,
@@ -194,7 +196,7 @@ def test_tna_crc_parameters_are_zlib_crc32():
         assert _crc(data, poly, reflected, init, xorout) == zlib.crc32(data)
 
 
-@pytest.mark.parametrize("example", ["default", "small"])
+@pytest.mark.parametrize("example", ["default", "small", "large"])
 def test_register_arrays_match_the_memory_map(example):
     cfg = _variant(example)
     g = cfg.geometry
@@ -207,11 +209,14 @@ def test_register_arrays_match_the_memory_map(example):
             regs = {m[4]: (_bits(text, m[1]), defs[m[3]]) for m in re.finditer(
                 r"Register<(\w+|bit<\d+>), (\w+)>\((\w+), 0\) (\w+);", text)}
         specs = [s for s in memory_specs(g) if s.name not in TABLE_MEMORIES]
-        if arch == "tna" and not g.maglev_pow2:  # one bank of M words per pool slot
+        if arch == "tna" and not g.maglev_pow2:
             spec = next(s for s in specs if s.name == "maglev")
-            specs = [s for s in specs if s is not spec] + [
-                dataclasses.replace(spec, name=f"maglev{k}", depth=g.maglev_size)
-                for k in range(g.pool_slots)]
+            if tna_maglev_banked(g):  # one bank of M words per pool slot
+                banks = [dataclasses.replace(spec, name=f"maglev{k}", depth=g.maglev_size)
+                         for k in range(g.pool_slots)]
+            else:  # one register, 2^MAGLEV_INDEX_BITS words per pool slot
+                banks = [dataclasses.replace(spec, depth=g.pool_slots << g.maglev_index_bits)]
+            specs = [s for s in specs if s is not spec] + banks
             for name in tna_maglev_mod_tables(g):
                 assert regs.pop(name) == (32, 1 << 16), name
         assert set(regs) == {s.name for s in specs}, arch
@@ -338,32 +343,55 @@ def test_tna_reduces_the_maglev_crc_mod_a_prime_by_lookup(m):
         crc = his << np.uint64(16) | np.uint64(lo)
         hi_part = np.array(tables["maglev_mod_hi"], dtype=np.uint64)
         lo_part = np.uint64(tables["maglev_mod_lo"][lo] if m <= 1 << 16 else lo)
-        total = hi_part + lo_part
-        assert int(total.max()) < 2 * m
-        got = np.where(total >= m, total - np.uint64(m), total)
+        diff = (hi_part + lo_part) & np.uint64(0xFFFFFFFF)   # the stateful ALU's add
+        assert int(((diff + np.uint64(m)) & np.uint64(0xFFFFFFFF)).max()) < 2 * m
+        mask = np.uint64((1 << g.maglev_index_bits) - 1)
+        got = np.where(diff >> np.uint64(31) == 0, diff, diff + np.uint64(m)) & mask
         assert np.array_equal(got, crc % np.uint64(m)), lo
     for crc in (0, 0xFFFFFFFF, *(int(x) for x in rng.integers(0, 1 << 32, 2000))):
         assert tna_maglev_reduce(g, crc) == crc % m
 
 
-def test_tna_banks_the_maglev_memory_for_a_prime_size(small_cfg):
+def test_tna_pads_a_small_prime_maglev_memory(small_cfg):
+    """A prime M whose padded register fits (small: 4 slots x 256 words): one register,
+    word slot * M + index at slot ++ index, read after slot_map."""
     g = small_cfg.geometry
+    assert not tna_maglev_banked(g)
     text = render_tna(small_cfg)
-    banks = re.findall(r"Register<maglev_word_t, maglev_index_t>\(MAGLEV_SIZE, 0\) (maglev\d+);",
-                       text)
-    assert banks == [f"maglev{k}" for k in range(g.pool_slots)]
+    assert "Register<maglev_word_t, maglev_addr_t>(MAGLEV_DEPTH, 0) maglev;" in text
+    assert _defines(text)["MAGLEV_DEPTH"] == g.pool_slots << g.maglev_index_bits
+    assert "maglev_read.execute(ig_md.dec.slot" in text
+    assert "ig_md.maglev_bank" not in text
     assert "maglev_mod_hi_read.execute(ig_md.hash.maglev_crc[31:16])" in text
     assert "maglev_mod_lo_read.execute(ig_md.hash.maglev_crc[15:0])" in text
     images = default_images(small_cfg)
     bfrt = render_entries_bfrt(small_cfg, images)
     for addr in np.flatnonzero(images["maglev"])[:50]:
         slot, index = divmod(int(addr), g.maglev_size)
-        assert (f"{INGRESS}.maglev{slot}.mod(REGISTER_INDEX={index}, "
+        assert (f"{INGRESS}.maglev.mod(REGISTER_INDEX={slot << g.maglev_index_bits | index}, "
                 f"f1={images['maglev'][addr]})") in bfrt
-    assert "maglev_mod_hi.mod(REGISTER_INDEX=i, f1=(i << 16) % 251)" in bfrt
+    assert ("maglev_mod_hi.mod(REGISTER_INDEX=i, f1=((i << 16) % 251 - 251) & 0xFFFFFFFF)"
+            in bfrt)
+
+
+def test_tna_banks_a_large_prime_maglev_memory():
+    """A prime M whose padded register would not fit one stage (large: 6 slots x 2^17
+    words): one bank of M words per slot, every bank read at the index beside the
+    ConnTable, the slot's word kept after slot_map."""
     large = _variant("large")
-    assert "maglev_mod_lo" not in render_tna(large)
-    assert "(bit<32>)ig_md.hash.maglev_crc[15:0];   // < 2^16 < M" in render_tna(large)
+    g = large.geometry
+    assert tna_maglev_banked(g)
+    text = render_tna(large)
+    banks = re.findall(r"Register<maglev_word_t, maglev_index_t>\(MAGLEV_SIZE, 0\) (maglev\d+);",
+                       text)
+    assert banks == [f"maglev{k}" for k in range(g.pool_slots)]
+    for k in range(g.pool_slots):
+        assert f"ig_md.maglev_bank{k} = maglev{k}_read.execute(ig_md.hash.maglev);" in text
+        assert f"ig_md.dec.dip = (dip_index_t)ig_md.maglev_bank{k};" in text
+    assert "maglev_mod_lo" not in text
+    assert "(bit<32>)ig_md.hash.maglev_crc[15:0];   // < 2^16 < M" in text
+    e = tna_entry(large, RegisterWrite("maglev", 3 * g.maglev_size + 17, 5))
+    assert (e.register, e.index, e.value) == ("maglev3", 17, 5)
 
 
 def test_tna_refuses_full_key_mode():
