@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -53,7 +54,8 @@ class TofinoResult:
     def error(self) -> str:
         """The compiler's first error line (empty when it compiled)."""
         lines = self.log.strip().splitlines()
-        errors = [ln.strip() for ln in lines if "error" in ln.lower()]
+        errors = [ln.strip() for ln in lines if "error" in ln.lower()
+                  and not re.search(r"\d+ errors?, \d+ warnings? generated", ln)]
         if errors:
             return errors[0]
         return lines[-1] if lines and not self.ok else ""

@@ -40,3 +40,15 @@ def test_resources_from_the_compiler_logs(tmp_path):
     assert r["ingress_latency_cycles"] == 242
     table = format_report([TofinoResult("tofino", True, tmp_path, "", 4.0, r)])
     assert "| MAU stages | 4 |" in table and "| SRAM blocks | 35 |" in table
+
+
+def test_the_error_is_the_compilers_not_its_summary(tmp_path):
+    """A failed compile reports the assembler's error line, not bf-p4c's
+    'N errors, M warnings generated' summary that precedes it."""
+    log = ("warning: Parser state min_parse_depth_accept_loop will be unrolled\n\n"
+           "0 errors, 2 warnings generated.\n\n"
+           "build/pipe/l4lb_tna.bfa:2516: error: tofino supports up to 12 stages, using 14\n"
+           "build/pipe/l4lb_tna.bfa:0: error: Due to errors, no binary will be generated\n")
+    res = TofinoResult("tofino", False, tmp_path, log, 9.0, {})
+    assert res.error == "build/pipe/l4lb_tna.bfa:2516: error: tofino supports up to 12 " \
+        "stages, using 14"
