@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config", nargs="?", default=str(ROOT / "examples" / "default.toml"))
     ap.add_argument("--packets", type=int, default=100_000,
-                    help="approximate packets of the generated scenario (default 100000)")
+                    help="packets of the generated scenario, at least (default 100000)")
     ap.add_argument("--updates", type=int, default=20, help="two-phase pool updates")
     ap.add_argument("--vectors", help="replay this vector directory instead")
     ap.add_argument("--workdir", help="keep p4c output and the switch log here")
@@ -58,9 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.vectors:
         scen = read_vectors(cfg, a.vectors)
     else:
-        scen = build_scenario(cfg, connections=max(10, a.packets * 10 // 32),
-                              updates=a.updates)
-        scen = withdraw_vip(scen, vip_id=0)
+        # about 3.2 packets per connection: grow the connection count until the
+        # scenario has at least --packets packets
+        connections = max(10, a.packets * 10 // 32)
+        while True:
+            scen = withdraw_vip(build_scenario(cfg, connections=connections,
+                                               updates=a.updates), vip_id=0)
+            if len(scen.packets) >= a.packets:
+                break
+            connections = connections * a.packets // max(1, len(scen.packets)) + 10
     print(f"scenario: {len(scen.packets)} packets, {len(scen.writes)} writes "
           f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="l4lb-bmv2-"))
