@@ -336,6 +336,23 @@ _optional("p4-report", "l4lb.tofino", "cli_p4_report",
           "(docs/p4.md)", _p4_report_args)
 
 
+def _live_args(name: str):
+    def setup(p: argparse.ArgumentParser) -> None:
+        from l4lb.live import run
+        getattr(run, f"add_{name}_arguments")(p)
+    return setup
+
+
+_optional("run", "l4lb.live.run", "cli_run",
+          "run the load balancer: a data plane on network interfaces with the live "
+          "control plane and its management API (docs/live.md)", _live_args("run"))
+_optional("pool", "l4lb.live.run", "cli_pool",
+          "add, drain or remove a DIP of a running instance (two-phase pool update)",
+          _live_args("pool"))
+_optional("status", "l4lb.live.run", "cli_status",
+          "show a running instance's occupancy, versions and counters", _live_args("status"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="l4lb", description="Stateful L4 load balancer: model, RTL, P4 and HLS C++ "

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .lifecycle import Lifecycle, parse_lifecycle
+from .network import Network, parse_network
 
 __all__ = [
     "ConfigError",
@@ -252,6 +253,7 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     frames: FramePolicy = field(default_factory=FramePolicy)
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    network: Network = field(default_factory=Network)
 
     @property
     def all_dips(self) -> list[Dip]:
@@ -485,7 +487,8 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
     """Validate a parsed TOML document and return a :class:`Config`."""
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a table, got {data!r}")
-    _check_keys(data, {"name", "geometry", "salts", "vip", "frames", "lifecycle"}, "")
+    _check_keys(data, {"name", "geometry", "salts", "vip", "frames", "lifecycle", "network"},
+                "")
     geo = _geometry(data.get("geometry", {}))
     salts = _salts(data.get("salts", {}), geo)
     vips_raw = data.get("vip")
@@ -516,6 +519,7 @@ def parse_config(data: dict, source: str = "<string>") -> Config:
         name=str(data.get("name", "l4lb")), geometry=geo, salts=salts, vips=tuple(vips),
         source=source, frames=_frames(data.get("frames", {})),
         lifecycle=parse_lifecycle(data.get("lifecycle", {}), any(v.auth for v in vips)),
+        network=parse_network(data.get("network"), tuple(vips)),
     )
     n_dips = len(cfg.all_dips)
     if n_dips > geo.dip_capacity:

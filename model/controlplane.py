@@ -38,6 +38,7 @@ from .conntable import ConnTable, TableFullError
 from .hashing import FiveTuple, Hasher
 from .layout import Memories, Phase, pack_vip, pack_vip_state
 from .lifecycle import unpack_auth
+from .network import pack_route
 from .pipeline import Decision
 from .pools import PoolManager
 
@@ -99,6 +100,13 @@ class ControlPlane:
             self.mem.write("vip", vid, pack_vip(True, vip.address, vip.port, vip.protocol))
             if self.lc.auth:
                 self.mem.write("vip_auth", vid, int(vip.auth))
+        net = self.cfg.network
+        if net.enabled:  # forwarding (model.network): port MACs, then routes
+            for port in net.ports:
+                self.mem.write("port_mac", port.id, port.mac)
+            for i, r in enumerate(net.routes):
+                self.mem.write("route", i, pack_route(True, r.prefix, r.length, r.port,
+                                                      r.mac))
         if self.lc.auth:
             for parity in (0, 1):
                 self.mem.write("auth_key", parity, self._keys.getrandbits(64))

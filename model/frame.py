@@ -12,7 +12,12 @@ that every frame datapath follows:
   updated incrementally (:func:`rewrite_destination`);
 * SYN authentication (docs/lifecycle.md): CHALLENGE returns the reply
   :func:`challenge_frame` (to be sent back out of the port the frame came in on),
-  VERIFY and UNVERIFIED return ``None``.
+  VERIFY and UNVERIFIED return ``None``;
+* with a ``[network]`` (model.network, docs/network.md): REVERSE returns the frame with
+  its source rewritten to the VIP (:func:`rewrite_source`); every frame that leaves
+  gets the destination MAC of its route and the source MAC of the route's port
+  (:func:`set_macs`), and leaves through ``decision.port``; a frame without a route,
+  and every frame the parser does not accept, is dropped.
 """
 
 from __future__ import annotations
@@ -21,15 +26,19 @@ from dataclasses import dataclass
 
 from .config import Config
 from .layout import Action, Memories
+from .network import unpack_route
 from .parse import PROTO_TCP, PROTO_UDP, ParsedFrame, Reason, ones_sum, parse_frame
 from .pipeline import DataPlane, Decision, Packet
 
 __all__ = ["FrameDataPlane", "FrameResult", "csum16_replace", "rewrite_destination",
-           "challenge_frame", "DROP_DECISION", "CHALLENGE_WINDOW", "CHALLENGE_TTL"]
+           "rewrite_source", "set_macs", "challenge_frame", "DROP_DECISION",
+           "CHALLENGE_WINDOW", "CHALLENGE_TTL"]
 
 #: Window and TTL of a challenge SYN-ACK (the client rejects it before reading either).
 CHALLENGE_WINDOW = 8192
 CHALLENGE_TTL = 64
+
+_ACTION_NAMES = {a: a.name.lower() for a in Action} | {Action.LB: "lb"}
 
 #: The decision reported for a frame the ``[frames]`` policy drops.
 DROP_DECISION = Decision(action=Action.DROP)
@@ -55,6 +64,17 @@ def _words32(x: int) -> tuple[int, int]:
 
 def rewrite_destination(frame: bytes, parsed: ParsedFrame, dip_ip: int, dip_port: int
                         ) -> bytes:
+    return _rewrite(frame, parsed, dip_ip, dip_port, source=False)
+
+
+def rewrite_source(frame: bytes, parsed: ParsedFrame, vip_ip: int, vip_port: int) -> bytes:
+    """The frame with *source* address and port set to ``(vip_ip, vip_port)`` (the
+    return path, model.network): the mirror of :func:`rewrite_destination`, with the
+    same incremental checksum updates."""
+    return _rewrite(frame, parsed, vip_ip, vip_port, source=True)
+
+
+def _rewrite(frame: bytes, parsed: ParsedFrame, ip: int, port: int, source: bool) -> bytes:
     """The frame with destination address and port set to ``(dip_ip, dip_port)``.
 
     Only these bytes change: the IPv4 destination address and header checksum, the
@@ -67,19 +87,26 @@ def rewrite_destination(frame: bytes, parsed: ParsedFrame, dip_ip: int, dip_port
     assert pkt is not None and parsed.ok, "rewrite of a frame that was not parsed OK"
     l3, l4 = parsed.l3, parsed.l4
     out = bytearray(frame)
-    old_ip, new_ip = _words32(pkt.dst_ip), _words32(dip_ip)
+    old_addr, old_port = (pkt.src_ip, pkt.src_port) if source else (pkt.dst_ip, pkt.dst_port)
+    ip_at, port_at = (l3 + 12, l4) if source else (l3 + 16, l4 + 2)
+    old_ip, new_ip = _words32(old_addr), _words32(ip)
     ip_csum = int.from_bytes(frame[l3 + 10:l3 + 12], "big")
     out[l3 + 10:l3 + 12] = csum16_replace(ip_csum, old_ip, new_ip).to_bytes(2, "big")
-    out[l3 + 16:l3 + 20] = dip_ip.to_bytes(4, "big")
+    out[ip_at:ip_at + 4] = ip.to_bytes(4, "big")
     at = l4 + (16 if pkt.proto == PROTO_TCP else 6)
     l4_csum = int.from_bytes(frame[at:at + 2], "big")
     if pkt.proto == PROTO_TCP or l4_csum != 0:
-        c = csum16_replace(l4_csum, (*old_ip, pkt.dst_port), (*new_ip, dip_port))
+        c = csum16_replace(l4_csum, (*old_ip, old_port), (*new_ip, port))
         if pkt.proto == PROTO_UDP and c == 0:
             c = 0xFFFF
         out[at:at + 2] = c.to_bytes(2, "big")
-    out[l4 + 2:l4 + 4] = dip_port.to_bytes(2, "big")
+    out[port_at:port_at + 2] = port.to_bytes(2, "big")
     return bytes(out)
+
+
+def set_macs(frame: bytes, dst_mac: int, src_mac: int) -> bytes:
+    """The frame with its Ethernet destination and source MAC addresses replaced."""
+    return dst_mac.to_bytes(6, "big") + src_mac.to_bytes(6, "big") + frame[12:]
 
 
 def challenge_frame(frame: bytes, parsed: ParsedFrame, cookie: int) -> bytes:
@@ -153,9 +180,11 @@ class FrameDataPlane:
         self.drop_reason = {r: cfg.frames.action(r.key) == "drop" for r in Reason
                             if r != Reason.OK}
         self.reasons: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.network = cfg.network.enabled
         self.actions: dict[str, int] = dict.fromkeys(
             ("lb", "forward", "drop", "malformed_forward", "malformed_drop")
-            + (("challenge", "verify", "unverified") if cfg.lifecycle.auth else ()), 0)
+            + (("challenge", "verify", "unverified") if cfg.lifecycle.auth else ())
+            + (("reverse", "no_route") if self.network else ()), 0)
 
     def process_frame(self, frame: bytes) -> tuple[bytes | None, Decision, Reason]:
         """Decide one frame: (output frame or None for a drop, decision, reason)."""
@@ -168,25 +197,29 @@ class FrameDataPlane:
         reason = parsed.reason
         self.reasons[reason] += 1
         if reason != Reason.OK:
-            if self.drop_reason[reason]:
+            if self.drop_reason[reason] or self.network:  # [network]: nothing to route by
                 self.actions["malformed_drop"] += 1
                 return FrameResult(None, DROP_DECISION, reason)
             self.actions["malformed_forward"] += 1
             return FrameResult(frame, _FORWARD_DECISION, reason)
         pkt = parsed.packet
         d = self.dp.process(pkt)
+        self.actions[_ACTION_NAMES[d.action]] += 1
         if d.action == Action.LB:
-            self.actions["lb"] += 1
             out = rewrite_destination(frame, parsed, d.dip_ip, d.dip_port)
-            return FrameResult(out, d, reason, pkt)
-        if d.action == Action.DROP:
-            self.actions["drop"] += 1
+        elif d.action == Action.REVERSE:
+            out = rewrite_source(frame, parsed, d.dip_ip, d.dip_port)
+        elif d.action == Action.CHALLENGE:
+            out = challenge_frame(frame, parsed, d.cookie)
+        elif d.action == Action.FORWARD:
+            out = frame
+        else:  # DROP, VERIFY, UNVERIFIED
             return FrameResult(None, d, reason, pkt)
-        if d.action == Action.CHALLENGE:
-            self.actions["challenge"] += 1
-            return FrameResult(challenge_frame(frame, parsed, d.cookie), d, reason, pkt)
-        if d.action in (Action.VERIFY, Action.UNVERIFIED):
-            self.actions[Action(d.action).name.lower()] += 1
-            return FrameResult(None, d, reason, pkt)
-        self.actions["forward"] += 1
-        return FrameResult(frame, d, reason, pkt)
+        if self.network:
+            if not d.route_hit:
+                self.actions["no_route"] += 1
+                return FrameResult(None, d, reason, pkt)
+            mem = self.dp.mem
+            _, _, _, port, mac = unpack_route(mem.read("route", d.route))
+            out = set_macs(out, mac, mem.read("port_mac", port))
+        return FrameResult(out, d, reason, pkt)

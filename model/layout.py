@@ -27,6 +27,9 @@ auth_epoch    1                      bit(1): the current epoch parity
 ============  =====================  ==============================================
 
 (``act<i>`` when ``idle_timeout > 0``; the ``auth`` memories when a VIP has ``auth``.)
+
+With a ``[network]`` (model.network, docs/network.md): ``rev`` (dip_capacity words,
+the return path), ``route`` (route_capacity next-hop routes) and ``port_mac``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy as np
 
 from .config import Config, Geometry
 from .lifecycle import AUTH_WORD_BITS, Lifecycle
+from .network import ROUTE_WORD_BITS, Network, rev_word_bits
 
 __all__ = [
     "Phase",
@@ -77,6 +81,8 @@ class Action(IntEnum):
     CHALLENGE = 3   # SYN of an unverified source: answered with a cookie SYN-ACK
     VERIFY = 4      # RST carrying a valid cookie: source marked verified, RST consumed
     UNVERIFIED = 5  # other miss of an unverified source: dropped
+    # the return path (model.network), only with a ``[network]`` table:
+    REVERSE = 6     # a DIP's reply: source rewritten to the VIP's address and port
 
 
 @dataclass(frozen=True)
@@ -92,9 +98,11 @@ class MemorySpec:
         return max(1, (self.depth - 1).bit_length())
 
 
-def memory_specs(geo: Geometry, lifecycle: Lifecycle | None = None) -> list[MemorySpec]:
+def memory_specs(geo: Geometry, lifecycle: Lifecycle | None = None,
+                 network: Network | None = None) -> list[MemorySpec]:
     """The memory map of a geometry, in a fixed order (the order of manifest.json);
-    with ``lifecycle``, its memories follow the base map."""
+    with ``lifecycle``, its memories follow the base map, then with ``network``
+    (``model.network``) the return-path and forwarding memories."""
     V = geo.version_bits
     specs = [MemorySpec(f"conn{i}", geo.conn_word_bits, geo.slots) for i in range(geo.stages)]
     specs += [
@@ -114,6 +122,12 @@ def memory_specs(geo: Geometry, lifecycle: Lifecycle | None = None) -> list[Memo
             MemorySpec("auth1", AUTH_WORD_BITS, lifecycle.auth_sources),
             MemorySpec("auth_key", 64, 2),
             MemorySpec("auth_epoch", 1, 1),
+        ]
+    if network is not None and network.enabled:
+        specs += [
+            MemorySpec("rev", rev_word_bits(geo.vip_bits), geo.dip_capacity),
+            MemorySpec("route", ROUTE_WORD_BITS, network.route_capacity),
+            MemorySpec("port_mac", 48, network.port_capacity),
         ]
     return specs
 
@@ -191,7 +205,8 @@ class Memories:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.specs = {s.name: s for s in memory_specs(cfg.geometry, cfg.lifecycle)}
+        self.specs = {s.name: s for s in memory_specs(cfg.geometry, cfg.lifecycle,
+                                                      cfg.network)}
         self.arrays: dict[str, np.ndarray] = {}
         for s in self.specs.values():
             dtype = np.int64 if s.width <= 63 else object
@@ -199,6 +214,7 @@ class Memories:
             if dtype is object:
                 self.arrays[s.name][:] = 0
         self.log: list[tuple[str, int, int] | Read] | None = None
+        self._generation: dict[str, int] = {}
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
@@ -212,8 +228,14 @@ class Memories:
         if not 0 <= word < (1 << spec.width):
             raise MemoryError_(f"write {name}[{addr}]: word {word:#x} wider than {spec.width} bits")
         self.arrays[name][addr] = word
+        self._generation[name] = self._generation.get(name, 0) + 1
         if self.log is not None:
             self.log.append((name, addr, int(word)))
+
+    def generation(self, name: str) -> int:
+        """Control-plane writes to ``name`` so far (for caches derived from a memory
+        only the control plane writes)."""
+        return self._generation.get(name, 0)
 
     def read(self, name: str, addr: int) -> int:
         return int(self.arrays[name][addr])

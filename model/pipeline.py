@@ -32,11 +32,22 @@ With a ``[lifecycle]`` (docs/lifecycle.md) two steps join:
   if ``auth0[i0]`` is valid with stamp ``auth_epoch`` and ``auth1[i1]`` is not, else
   to ``auth0[i0]``; anything else -> :attr:`Action.UNVERIFIED`. None of the three
   learns, sets TransitTable bits or reads the slot map.
+
+With a ``[network]`` (model.network, docs/network.md):
+
+* 1a. Return path: a packet that matches no VIP but whose (src ip, src port, proto)
+  is a valid ``rev`` word (the lowest such index) -> :attr:`Action.REVERSE`, with
+  ``vip_id``, ``dip`` = the ``rev`` index and ``dip_ip``/``dip_port`` = the VIP's
+  address and port, the frame's new *source*.
+* 8. Forwarding: a frame that is emitted (FORWARD, LB, REVERSE, CHALLENGE) is routed
+  by its destination -- ``dip_ip`` for LB, the client (``src_ip``) for CHALLENGE,
+  ``dst_ip`` otherwise -- in ``route`` (longest prefix, lowest index): ``route_hit``,
+  ``route``, ``port``. No route: ``route_hit`` = 0 and the frame is dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -53,9 +64,11 @@ from .layout import (
     unpack_vip_state,
 )
 from .lifecycle import pack_auth, unpack_auth
+from .network import unpack_rev, unpack_route
 
 __all__ = ["Packet", "Decision", "DataPlane", "TCP_FIN", "TCP_RST", "TCP_SYN", "TCP_ACK",
-           "DECISION_FIELDS", "LIFECYCLE_DECISION_FIELDS"]
+           "DECISION_FIELDS", "LIFECYCLE_DECISION_FIELDS", "NETWORK_DECISION_FIELDS",
+           "decision_fields"]
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -99,6 +112,10 @@ class Decision:
     learn: int = 0
     close: int = 0
     cookie: int = 0  # CHALLENGE: the SYN-ACK's acknowledgement number (lifecycle only)
+    # forwarding (``[network]`` only, model.network): the route of the emitted frame
+    route_hit: int = 0  # a route matched the emitted frame's destination (else dropped)
+    route: int = 0      # its index in ``route``
+    port: int = 0       # the port the frame leaves through
 
     def as_tuple(self, names: tuple[str, ...] | None = None) -> tuple[int, ...]:
         """The fields ``names`` (default :data:`DECISION_FIELDS`) in that order."""
@@ -115,9 +132,17 @@ class Decision:
 
 
 #: The decision fields of vector format 1 (every target); a lifecycle config's vectors
-#: (format 2) add :data:`LIFECYCLE_DECISION_FIELDS`' last field, ``cookie``.
-LIFECYCLE_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
-DECISION_FIELDS = LIFECYCLE_DECISION_FIELDS[:-1]
+#: (format 2) add ``cookie`` (:data:`LIFECYCLE_DECISION_FIELDS`), a ``[network]``
+#: config's the route (:data:`NETWORK_DECISION_FIELDS`, model.network).
+DECISION_FIELDS = tuple(f.name for f in fields(Decision))[:12]
+LIFECYCLE_DECISION_FIELDS = DECISION_FIELDS + ("cookie",)
+NETWORK_DECISION_FIELDS = ("route_hit", "route", "port")
+
+
+def decision_fields(cfg: Config) -> tuple[str, ...]:
+    """The decision fields a config's targets report, in vector-file order."""
+    return (LIFECYCLE_DECISION_FIELDS if cfg.lifecycle.enabled else DECISION_FIELDS) \
+        + (NETWORK_DECISION_FIELDS if cfg.network.enabled else ())
 
 
 class DataPlane:
@@ -130,6 +155,8 @@ class DataPlane:
         self.hasher = hasher or Hasher(cfg)
         self.aging = cfg.lifecycle.aging
         self.auth = cfg.lifecycle.auth
+        self.network = cfg.network.enabled
+        self._net_cache: tuple | None = None
 
     # ---- scalar --------------------------------------------------------------------
     def vip_match(self, dst_ip: int, dst_port: int, proto: int) -> int | None:
@@ -140,9 +167,65 @@ class DataPlane:
 
     def process(self, pkt: Packet) -> Decision:
         """Decide one packet; may set TransitTable bits (RECORD phase)."""
+        if not self.network:
+            return self._decide(pkt)
+        d = self._decide(pkt)
+        if d.action in (Action.DROP, Action.VERIFY, Action.UNVERIFIED):
+            return d
+        dst = {Action.LB: d.dip_ip, Action.CHALLENGE: pkt.src_ip}.get(d.action, pkt.dst_ip)
+        route = self.route_lookup(dst)
+        if route is None:
+            return d
+        index, port = route
+        return replace(d, route_hit=1, route=index, port=port)
+
+    def _tables(self) -> tuple[dict, list]:
+        """The return-path index {(ip, port, proto): lowest valid rev index} and the
+        valid routes [(length, index, prefix, port)], longest first; rebuilt after a
+        control-plane write to ``rev`` or ``route`` (the data plane never writes them)."""
+        gen = (self.mem.generation("rev"), self.mem.generation("route"))
+        if self._net_cache is None or self._net_cache[0] != gen:
+            vb = self.geo.vip_bits
+            rev: dict[tuple[int, int, int], int] = {}
+            for i, w in enumerate(self.mem["rev"]):
+                valid, proto, ip, port, *_ = unpack_rev(vb, int(w))
+                if valid:
+                    rev.setdefault((ip, port, proto), i)
+            routes = []
+            for i, w in enumerate(self.mem["route"]):
+                valid, prefix, length, port, _ = unpack_route(int(w))
+                if valid:
+                    routes.append((length, i, prefix, port))
+            routes.sort(key=lambda r: (-r[0], r[1]))
+            self._net_cache = (gen, rev, routes)
+        return self._net_cache[1], self._net_cache[2]
+
+    def route_lookup(self, dst_ip: int) -> tuple[int, int] | None:
+        """(index, port) of the longest valid route prefix holding ``dst_ip`` (the
+        lowest index among equally long ones), or None."""
+        for length, i, prefix, port in self._tables()[1]:
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+            if dst_ip & mask == prefix & mask:
+                return i, port
+        return None
+
+    def reverse_match(self, pkt: Packet) -> Decision | None:
+        """The return path: a REVERSE decision when the packet's source is a DIP
+        (a valid ``rev`` word with its address, port and protocol), else None."""
+        i = self._tables()[0].get((pkt.src_ip, pkt.src_port, pkt.proto))
+        if i is None:
+            return None
+        _, _, _, _, vip_id, vip_ip, vip_port = unpack_rev(self.geo.vip_bits,
+                                                          self.mem.read("rev", i))
+        return Decision(action=Action.REVERSE, vip_id=vip_id, dip=i, dip_ip=vip_ip,
+                        dip_port=vip_port)
+
+    def _decide(self, pkt: Packet) -> Decision:
         geo, mem, h = self.geo, self.mem, self.hasher
         vip_id = self.vip_match(pkt.dst_ip, pkt.dst_port, pkt.proto)
         if vip_id is None:
+            if self.network:
+                return self.reverse_match(pkt) or Decision()
             return Decision()
         key = pkt.key
         idx = h.stage_indices(key)
@@ -224,7 +307,7 @@ class DataPlane:
         authentication (verified-source writes between rows) it runs row by row and
         also returns ``cookie``; rows may then carry ``seq`` and ``ack``.
         """
-        if self.auth:
+        if self.auth or self.network:
             return self._process_rows(arrays)
         geo, mem = self.geo, self.mem
         n = len(arrays["src_ip"])
@@ -318,9 +401,10 @@ class DataPlane:
         names = ("src_ip", "dst_ip", "src_port", "dst_port", "proto", "tcp_flags", "seq", "ack")
         cols = {f: np.asarray(arrays[f], dtype=np.int64) if f in arrays
                 else np.zeros(n, dtype=np.int64) for f in names}
-        out = {f: np.zeros(n, dtype=np.int64) for f in LIFECYCLE_DECISION_FIELDS}
+        names_out = decision_fields(self.cfg) if self.network else LIFECYCLE_DECISION_FIELDS
+        out = {f: np.zeros(n, dtype=np.int64) for f in names_out}
         for r in range(n):
             d = self.process(Packet(*(int(cols[f][r]) for f in names)))
-            for f in LIFECYCLE_DECISION_FIELDS:
+            for f in names_out:
                 out[f][r] = getattr(d, f)
         return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .config import Config, Dip
 from .layout import Memories, pack_dip, pack_slot
 from .maglev import build_table
+from .network import pack_rev
 
 __all__ = ["PoolError", "PoolVersion", "PoolManager"]
 
@@ -53,10 +54,18 @@ class PoolManager:
         self.dip_index: dict[tuple[int, int], int] = {}
         self.dip_refs: dict[int, int] = {}
         self.free_dips = list(range(self.geo.dip_capacity))
+        self.dip_vip: dict[int, int] = {}  # DIP index -> the VIP it serves ([network])
 
     # ---- DIP table ----------------------------------------------------------------
-    def _acquire_dip(self, d: Dip) -> int:
+    def _acquire_dip(self, d: Dip, vip_id: int) -> int:
         k = (d.address, d.port)
+        net = self.cfg.network.enabled
+        if net and k in self.dip_index and self.dip_vip[self.dip_index[k]] != vip_id:
+            other = self.cfg.vips[self.dip_vip[self.dip_index[k]]].name
+            raise PoolError(
+                f"DIP {d} serves VIP {other!r}; with a [network] table the return path "
+                f"maps a DIP back to one VIP, so it cannot join VIP "
+                f"{self.cfg.vips[vip_id].name!r}")
         if k not in self.dip_index:
             if not self.free_dips:
                 raise PoolError(
@@ -67,6 +76,12 @@ class PoolManager:
             self.dip_index[k] = idx
             self.dip_refs[idx] = 0
             self.mem.write("dip", idx, pack_dip(d.address, d.port))
+            if net:  # the return path: replies from this DIP get the VIP's address
+                vip = self.cfg.vips[vip_id]
+                self.dip_vip[idx] = vip_id
+                self.mem.write("rev", idx, pack_rev(self.geo.vip_bits, True, vip.protocol,
+                                                    d.address, d.port, vip_id, vip.address,
+                                                    vip.port))
         idx = self.dip_index[k]
         self.dip_refs[idx] += 1
         return idx
@@ -79,6 +94,8 @@ class PoolManager:
             del self.dip_index[k]
             self.free_dips.append(idx)
             self.free_dips.sort()
+            if self.dip_vip.pop(idx, None) is not None:
+                self.mem.write("rev", idx, 0)
 
     # ---- versions -----------------------------------------------------------------
     def current(self, vip_id: int) -> PoolVersion:
@@ -122,7 +139,7 @@ class PoolManager:
         dip_ids: list[int] = []
         try:
             for d in dips:
-                dip_ids.append(self._acquire_dip(d))
+                dip_ids.append(self._acquire_dip(d, vip_id))
         except PoolError:
             for i in dip_ids:
                 self._release_dip(i)

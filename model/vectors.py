@@ -14,6 +14,9 @@ A vector directory holds
 Format 2 (a config with a ``[lifecycle]``, docs/lifecycle.md) adds the lifecycle
 memories, ``R <mem> <addr> <word>`` (a control-plane read: the word the target must
 hold there), and ``seq ack`` after ``tcp_flags`` and ``cookie`` after the decision.
+Format 3 (a config with a ``[network]``, docs/network.md) adds the ``rev``, ``route``
+and ``port_mac`` memories and ``route_hit route port`` after the decision (after
+``cookie`` when the config also has a ``[lifecycle]``).
 """
 
 from __future__ import annotations
@@ -30,14 +33,14 @@ from .controlplane import ControlPlane
 from .hashing import AUTH_FIELDS, FIELD_ORDERS, FIELDS, FiveTuple
 from .layout import Memories, Read, memory_specs
 from .lifecycle import AUTH_TAG_BITS
+from .network import format_mac
 from .pipeline import (
-    DECISION_FIELDS,
-    LIFECYCLE_DECISION_FIELDS,
     TCP_ACK,
     TCP_SYN,
     DataPlane,
     Decision,
     Packet,
+    decision_fields,
 )
 from .pools import PoolError
 from .trace import TraceParams, control_round, make_trace, new_pool
@@ -53,15 +56,15 @@ LIFECYCLE_PACKET_FIELDS = PACKET_FIELDS + ("seq", "ack")
 
 
 def vector_format(cfg: Config) -> int:
-    """The vector format of a config's scenarios (2 when it has lifecycle memories)."""
-    return 2 if cfg.lifecycle.enabled else 1
+    """The vector format of a config's scenarios: 3 with a ``[network]`` table, 2 with
+    lifecycle memories, else 1."""
+    return 3 if cfg.network.enabled else 2 if cfg.lifecycle.enabled else 1
 
 
-def _fields_of(fmt: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(packet fields, decision fields) of a P line in format ``fmt``."""
-    if fmt == 2:
-        return LIFECYCLE_PACKET_FIELDS, LIFECYCLE_DECISION_FIELDS
-    return PACKET_FIELDS, DECISION_FIELDS
+def _fields_of(cfg: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(packet fields, decision fields) of a P line of the config's vectors."""
+    return (LIFECYCLE_PACKET_FIELDS if cfg.lifecycle.enabled else PACKET_FIELDS,
+            decision_fields(cfg))
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,13 @@ def _fields(cfg: Config) -> dict[str, list[list]]:
                          ["valid", AUTH_TAG_BITS + 1, 1]]
     f["auth_key"] = [["key", 0, 64]]
     f["auth_epoch"] = [["parity", 0, 1]]
+    vb = g.vip_bits
+    f["rev"] = [["vip_port", 0, 16], ["vip_ip", 16, 32], ["vip_id", 48, vb],
+                ["dip_port", 48 + vb, 16], ["dip_ip", 64 + vb, 32], ["proto", 96 + vb, 8],
+                ["valid", 104 + vb, 1]]
+    f["route"] = [["mac", 0, 48], ["port", 48, 9], ["length", 57, 6], ["prefix", 63, 32],
+                  ["valid", 95, 1]]
+    f["port_mac"] = [["mac", 0, 48]]
     return f
 
 
@@ -236,14 +246,14 @@ def manifest(cfg: Config, scen: Scenario | None = None) -> dict:
     fields = _fields(cfg)
     fmt = vector_format(cfg)
     mems = [{"name": s.name, "width": s.width, "depth": s.depth, "file": f"mem/{s.name}.hex",
-             "fields": fields[s.name]} for s in memory_specs(g, cfg.lifecycle)]
+             "fields": fields[s.name]} for s in memory_specs(g, cfg.lifecycle, cfg.network)]
     roles = [f"stage{i}" for i in range(g.stages)] + ["digest", "maglev"] + \
         [f"transit{j}" for j in range(g.transit_hashes)]
     salts = cfg.salts
     salt_of = {f"stage{i}": salts.stages[i] for i in range(g.stages)}
     salt_of |= {"digest": salts.digest, "maglev": salts.maglev}
     salt_of |= {f"transit{j}": salts.transit[j] for j in range(g.transit_hashes)}
-    pkt_fields, dec_fields = _fields_of(fmt)
+    pkt_fields, dec_fields = _fields_of(cfg)
     out = {
         "format": fmt,
         "config": cfg.name,
@@ -253,9 +263,20 @@ def manifest(cfg: Config, scen: Scenario | None = None) -> dict:
         "memories": mems,
         "decision_fields": list(dec_fields),
     }
-    if fmt == 2:
-        lc = cfg.lifecycle
+    if fmt >= 2:
         out["packet_fields"] = list(pkt_fields)
+    if cfg.network.enabled:
+        net = cfg.network
+        out["network"] = {
+            "ports": [{"id": p.id, "mac": format_mac(p.mac), "name": p.name}
+                      for p in net.ports],
+            "routes": [{"prefix": str(r), "port": r.port, "mac": format_mac(r.mac)}
+                       for r in net.routes],
+            "route_capacity": net.route_capacity,
+            "emitted": "FORWARD, LB, REVERSE, CHALLENGE with route_hit = 1 (model/network.py)",
+        }
+    if cfg.lifecycle.enabled:
+        lc = cfg.lifecycle
         out["lifecycle"] = {
             "idle_timeout": lc.idle_timeout, "close_grace": lc.close_grace,
             "auth_epoch": lc.auth_epoch, "auth_log2_sources": lc.auth_log2_sources,
@@ -269,7 +290,7 @@ def manifest(cfg: Config, scen: Scenario | None = None) -> dict:
     if scen is not None:
         out["vectors"] = {"file": "vectors.txt", "packets": len(scen.packets),
                           "writes": len(scen.writes)}
-        if fmt == 2:
+        if fmt >= 2:
             out["vectors"]["reads"] = sum(isinstance(o, Read) for o in scen.ops)
     return out
 
@@ -284,9 +305,9 @@ def write_vectors(scen: Scenario, outdir: str | Path) -> Path:
         w = _digits(widths[name])
         (out / "mem" / f"{name}.hex").write_text("".join(f"{x:0{w}x}\n" for x in words))
     fmt = man["format"]
-    pkt_fields, dec_fields = _fields_of(fmt)
+    pkt_fields, dec_fields = _fields_of(scen.cfg)
     lines = [f"# l4lb vectors format {fmt}: config {scen.cfg.name}",
-             "# W mem addr word | " + ("R mem addr word | " if fmt == 2 else "")
+             "# W mem addr word | " + ("R mem addr word | " if fmt >= 2 else "")
              + "P " + " ".join(pkt_fields) + " " + " ".join(dec_fields)]
     for op in scen.ops:
         if isinstance(op, Write):
@@ -310,7 +331,7 @@ def read_vectors(cfg: Config, vecdir: str | Path) -> Scenario:
     if man.get("format") != fmt:
         raise ValueError(f"{d}/manifest.json: format {man.get('format')!r}, but config "
                          f"{cfg.name!r} has vector format {fmt}")
-    pkt_fields, dec_fields = _fields_of(fmt)
+    pkt_fields, dec_fields = _fields_of(cfg)
     initial = {}
     for m in man["memories"]:
         words = [int(x, 16) for x in (d / m["file"]).read_text().split()]
@@ -324,7 +345,7 @@ def read_vectors(cfg: Config, vecdir: str | Path) -> Scenario:
         t = line.split()
         if t[0] == "W" and len(t) == 4:
             scen.ops.append(Write(t[1], int(t[2], 16), int(t[3], 16)))
-        elif t[0] == "R" and len(t) == 4 and fmt == 2:
+        elif t[0] == "R" and len(t) == 4 and fmt >= 2:
             scen.ops.append(Read(t[1], int(t[2], 16), int(t[3], 16)))
         elif t[0] == "P" and len(t) == 1 + len(pkt_fields) + len(dec_fields):
             v = [int(x, 16) for x in t[1:]]
