@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PipelinedRam", "RAM_LATENCY", "check_size", "check_images"]
+__all__ = ["PipelinedRam", "SimpleDualPortRam", "RAM_LATENCY", "check_size", "check_images"]
 
 #: Cycles from an access to its word: input registers, block-RAM read, output register,
 #: fabric register.
@@ -139,3 +139,77 @@ class PipelinedRam(wiring.Component):
         m.d.comb += self.r_data.eq(r_qq)
         return m
 
+
+
+class SimpleDualPortRam(wiring.Component):
+    """One memory with a read port and a write port at independent addresses.
+
+    Timing as :class:`PipelinedRam`: every input is registered, the word read goes through
+    the block RAM's output register and one fabric register (``latency == 4``). A write
+    presented in cycle ``c`` is seen by reads presented in ``c + 1`` or later; a read
+    presented in the same cycle as a write of the same word returns an undefined value
+    (the old word in simulation): the user must not depend on it (the verified-source
+    table forwards every write a read could have missed, :mod:`hdl.auth`).
+
+    The storage is named ``ring_c0`` so that the synthesis flow, which declares the
+    read/write collisions of ``*.ring_c*`` memories don't-care (``RD_COLLISION_X_MASK``,
+    as for :class:`~hdl.fifo.BlockRamFifo`'s ring), adds no bypass behind the block RAM.
+
+    Parameters
+    ----------
+    width, depth : int
+        Word width in bits and number of words.
+    init : sequence of int, optional
+        Initial contents (missing words are zero).
+
+    Members
+    -------
+    r_addr : ``In(range(depth))``
+        The word read.
+    r_data : ``Out(width)``
+        The word read, ``latency`` cycles after ``r_addr``.
+    w_en, w_addr, w_data : ``In``
+        Write request.
+    """
+
+    def __init__(self, width: int, depth: int, init: Sequence[int] = ()):
+        check_size("width", width, 1)
+        check_size("depth", depth, 1)
+        init = [int(x) for x in init]
+        if len(init) > depth:
+            raise ValueError(f"init has {len(init)} words, more than the depth {depth}")
+        self._width, self._depth, self._init = width, depth, init
+        abits = max(1, (depth - 1).bit_length())
+        super().__init__({
+            "r_addr": In(abits),
+            "r_data": Out(width),
+            "w_en": In(1),
+            "w_addr": In(abits),
+            "w_data": In(width),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``r_addr`` to ``r_data``."""
+        return RAM_LATENCY
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        abits = (self._depth - 1).bit_length()
+        r_addr_q = Signal(max(1, abits), name="r_addr_q", reset_less=True)
+        w_addr_q = Signal(max(1, abits), name="w_addr_q", reset_less=True)
+        w_en_q = Signal(name="w_en_q")
+        w_data_q = Signal(self._width, name="w_data_q", reset_less=True)
+        m.d.sync += [r_addr_q.eq(self.r_addr), w_addr_q.eq(self.w_addr),
+                     w_en_q.eq(self.w_en), w_data_q.eq(self.w_data)]
+        mem = Memory(shape=self._width, depth=self._depth, init=self._init)
+        m.submodules.ring_c0 = mem
+        wr = mem.write_port()
+        rd = mem.read_port(domain="sync")
+        m.d.comb += [wr.addr.eq(w_addr_q), wr.en.eq(w_en_q), wr.data.eq(w_data_q),
+                     rd.addr.eq(r_addr_q)]
+        r_q = Signal(self._width, name="r_q", reset_less=True)
+        r_qq = Signal(self._width, name="r_qq", reset_less=True)
+        m.d.sync += [r_q.eq(rd.data), r_qq.eq(r_q)]
+        m.d.comb += self.r_data.eq(r_qq)
+        return m

@@ -50,6 +50,17 @@ nothing is lost or duplicated, and decisions stay in order. Without backpressure
 count settles at ``latency`` (below ``output_fifo_depth - 3``) and the input never
 stalls. ``dec.ready`` only reaches the FIFO read and the counter.
 
+**The connection lifecycle** (a config with a ``[lifecycle]``, :mod:`hdl.lifecycle`): the
+activity bits ``act<i>`` are set, written and read in stage ``X``; SYN authentication
+(HalfSipHash from stage 0, the verified-source table with its verdict at stage ``L = 27``)
+moves the TransitTable behind the verdict, to ``XT = L + 1``, and everything after it by
+``XT - X`` stages (latency 59 instead of 41 with ``hash_stages = 3``). A control-plane
+*read* (``rd`` stream) is an op like a write: it waits behind a waiting write, wins over a
+waiting packet, reads its word in the stage where the data plane changes it, and its
+answer leaves on ``rdata`` in op order, ``latency`` cycles after it was accepted (with
+credits and a FIFO like the decisions). Without a ``[lifecycle]`` none of this exists
+and the ports, memory map and Verilog are those of format 1.
+
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
 pushed into a FIFO of at least ``learn_fifo_depth`` entries (a
 :class:`~hdl.fifo.StreamFifo`, whose storage is a power of two plus its output
@@ -65,7 +76,6 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Config
 from model.layout import Action, Phase, memory_specs
-from model.lifecycle import require_no_lifecycle
 from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
@@ -78,9 +88,12 @@ from .layouts import (
     learn_layout,
     memory_map,
     packet_layout,
+    rdata_layout,
+    read_layout,
     stage_bits,
     write_layout,
 )
+from .lifecycle import LifecycleStages, Pipe
 from .maglev import MAGLEV_MEMS, MaglevLookup
 from .transit import TransitBits
 from .vip_table import VipState, VipTable
@@ -145,16 +158,23 @@ class L4LBCore(wiring.Component):
     Members
     -------
     pkt : ``In(stream.Signature(packet_layout(meta_width)))``
-        Parsed header vectors: ``key`` (5-tuple), ``tcp_flags``, ``meta``.
+        Parsed header vectors: ``key`` (5-tuple), ``tcp_flags``, ``meta`` (and ``seq``,
+        the TCP sequence number, with SYN authentication).
     wr : ``In(stream.Signature(write_layout(geo)))``
         Control-plane writes: ``mem`` (id, see :func:`~hdl.layouts.memory_map`),
         ``addr``, ``data``. Unknown ids and out-of-range addresses are ignored; ``data``
         bits above the memory's width are ignored.
     dec : ``Out(stream.Signature(decision_layout(geo, meta_width)))``
         One decision per packet, in input order, ``latency`` cycles after acceptance
-        when not back-pressured.
+        when not back-pressured (with SYN authentication ``action`` has 3 bits and a
+        ``cookie`` field follows).
     learn : ``Out(stream.Signature(learn_layout(geo)))``
         Learn events.
+    rd : ``In(stream.Signature(read_layout(geo, lifecycle)))``
+        Only with a ``[lifecycle]``: control-plane reads (``mem``, ``addr``); memories
+        other than ``act<i>``, ``auth0``, ``auth1`` (and addresses out of range) read 0.
+    rdata : ``Out(stream.Signature(rdata_layout()))``
+        Only with a ``[lifecycle]``: the word of each read, in op order.
     counters : ``Out(counters_layout(counter_width))``
         ``packets``, ``vip_hits``, ``conn_misses`` (VIP packets missing the ConnTable),
         ``drops`` (action DROP) and ``learn_drops``; they count decisions three cycles
@@ -174,7 +194,6 @@ class L4LBCore(wiring.Component):
                  init_images: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
-        require_no_lifecycle(cfg, "RTL core")
         if not isinstance(hash_stages, int) or not 1 <= hash_stages <= 4:
             raise ValueError(f"hash_stages must be an integer within 1..4, not {hash_stages!r}")
         if not isinstance(meta_width, int) or not 1 <= meta_width <= 256:
@@ -186,7 +205,8 @@ class L4LBCore(wiring.Component):
             raise ValueError(f"counter_width must be an integer within 8..64, "
                              f"not {counter_width!r}")
         g = cfg.geometry
-        specs = {s.name: s for s in memory_specs(g)}
+        lc = cfg.lifecycle
+        specs = {s.name: s for s in memory_specs(g, lc)}
         images = dict(init_images or {})
         for name, words in images.items():
             if name not in specs:
@@ -201,13 +221,19 @@ class L4LBCore(wiring.Component):
         self._learn_fifo_depth = learn_fifo_depth
         self._counter_width = counter_width
         self._images = {k: [int(x) for x in v] for k, v in images.items()}
-        super().__init__({
-            "pkt": In(stream.Signature(packet_layout(meta_width))),
-            "wr": In(stream.Signature(write_layout(g))),
-            "dec": Out(stream.Signature(decision_layout(g, meta_width))),
+        self._life = (LifecycleStages(cfg, hash_stages, hash_stages + _CONN_LAT, self._images)
+                      if lc.enabled else None)
+        ports = {
+            "pkt": In(stream.Signature(packet_layout(meta_width, seq=lc.auth))),
+            "wr": In(stream.Signature(write_layout(g, lc))),
+            "dec": Out(stream.Signature(decision_layout(g, meta_width, cookie=lc.auth))),
             "learn": Out(stream.Signature(learn_layout(g))),
             "counters": Out(counters_layout(counter_width)),
-        })
+        }
+        if lc.enabled:
+            ports["rd"] = In(stream.Signature(read_layout(g, lc)))
+            ports["rdata"] = Out(stream.Signature(rdata_layout()))
+        super().__init__(ports)
 
     # ---- static properties ---------------------------------------------------------
     @property
@@ -225,8 +251,9 @@ class L4LBCore(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a packet's acceptance (``pkt`` transfer in cycle ``t``) to its
-        decision being valid on ``dec`` (cycle ``t + latency``) without backpressure."""
-        return self._hash_stages + _TAIL
+        decision being valid on ``dec`` (cycle ``t + latency``) without backpressure; a
+        control-plane read's answer is valid on ``rdata`` as many cycles after it."""
+        return self._hash_stages + _TAIL + (self._life.delay if self._life else 0)
 
     @property
     def stages(self) -> int:
@@ -247,16 +274,20 @@ class L4LBCore(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg, g = self._cfg, self._cfg.geometry
-        mm = memory_map(g)
+        life = self._life
+        mm = memory_map(g, cfg.lifecycle)
         R = self._hash_stages
         X = R + _CONN_LAT          # ConnTable result; Bloom test or set (one stage)
-        A = X + _TRANSIT_LAT + 1   # MaglevLookup presented
+        XT = life.XT if life else X  # the TransitTable (behind SYN authentication)
+        A = XT + _TRANSIT_LAT + 1  # MaglevLookup presented
         D = A + _MAGLEV_LAT        # MaglevLookup result -> decision
         n_stages = D + 1           # pipeline registers st[0] .. st[D]
         T, NT = g.transit_log2_bits, g.transit_hashes
 
-        op_layout = data.UnionLayout({"pkt": packet_layout(self._meta_width),
-                                      "wr": write_layout(g)})
+        op_layout = data.UnionLayout({
+            "pkt": packet_layout(self._meta_width, seq=cfg.lifecycle.auth),
+            "wr": write_layout(g, cfg.lifecycle)})
+        life_fields = life.slot_fields(len(mm)) if life else {}
         slot_layout = data.StructLayout({
             "valid": 1,
             "is_wr": 1,
@@ -278,6 +309,7 @@ class L4LBCore(wiring.Component):
             "stage": stage_bits(g),
             "version": g.version_bits,
             "transit_hit": 1,
+            **life_fields,
         })
 
         # ---- sub-components (free-running: no stall anywhere) -------------------------
@@ -321,7 +353,7 @@ class L4LBCore(wiring.Component):
         # the control bits of every slot (what makes an op act) are cleared by the reset;
         # these statements come after the loads above, so the reset wins
         control = ("valid", "is_wr", "wr_hit", "vip_hit", "hit", "rec_cand", "flip_cand",
-                   "flip_miss", "transit_hit")
+                   "flip_miss", "transit_hit") + (life.control_fields() if life else ())
         with m.If(ResetSignal()):
             for k in range(n_stages):
                 m.d.sync += [getattr(st[k], f).eq(0) for f in control]
@@ -358,6 +390,8 @@ class L4LBCore(wiring.Component):
         ]
         m.d.sync += [take_q.eq(take_pkt), dec_take_q.eq(dec_take),
                      credit.eq(~inflight[cap - 3])]  # inflight < cap - 2
+        if life:
+            take_rd, rfifo = life.read_answers(m, self)
 
         # ---- input arbitration: writes first ---------------------------------------
         m.d.comb += [
@@ -383,6 +417,8 @@ class L4LBCore(wiring.Component):
         for info in mm.values():
             m.d.sync += st[0].wr_hit[info.id].eq(take_wr_q & (wr_q.mem == info.id)
                                                  & (wr_q.addr < info.depth))
+        if life:
+            life.accept_reads(m, self, st[0], credit, take_rd, take_wr_q, take_pkt_q, mm)
 
         # ---- stage 0: VIP CAM and hash input ---------------------------------------
         key0 = st[0].op.pkt.key
@@ -429,6 +465,11 @@ class L4LBCore(wiring.Component):
         ]
         Rm = hash_unit.maglev_latency
         m.d.comb += nxt[Rm].mag_idx.eq(hash_unit.maglev_index)
+        if life:
+            assert V0 + _STATE_LAT == 6  # where vip_auth sits beside the VIP state
+            life.elaborate(m, Pipe(st, nxt, is_pkt, write_to,
+                                   lambda k, name: st[k].rd_hit[mm[name].id], mm),
+                           hash_unit, conn, key0)
         # ---- stage X-1: what a miss will do, decided before the ConnTable result -----
         sc = st[X - 1]
         vip_pkt_c = is_pkt(X - 1) & sc.vip_hit
@@ -440,8 +481,14 @@ class L4LBCore(wiring.Component):
         # old version on a TransitTable hit (a FLIP-phase miss whose bits are all set).
         sx = st[X]
         record = Signal()
+        if XT == X:
+            m.d.comb += record.eq(sx.rec_cand & ~conn.hit)
+            s_t = sx
+        else:  # the TransitTable waits for the verdict: no Bloom bits for a spoofed source
+            s_t = st[XT]
+            m.d.comb += [nxt[X].rec_miss.eq(sx.rec_cand & ~conn.hit),
+                         record.eq(s_t.rec_miss & ~life.stop)]
         m.d.comb += [
-            record.eq(sx.rec_cand & ~conn.hit),
             nxt[X].hit.eq(is_pkt(X) & sx.vip_hit & conn.hit),
             nxt[X].flip_miss.eq(sx.flip_cand & ~conn.hit),
             nxt[X].stage.eq(Mux(conn.hit, conn.stage, 0)),
@@ -451,18 +498,18 @@ class L4LBCore(wiring.Component):
         # index) or is a control write (at the write's address): one address per memory,
         # and every earlier write is visible.
         for j in range(NT):
-            wt = write_to(X, f"transit{j}")
+            wt = write_to(XT, f"transit{j}")
             addr = Signal(T, name=f"transit_addr{j}")
             m.d.comb += [
-                addr.eq(Mux(wt, sx.op.wr.addr[:T], sx.tidx[j])),
+                addr.eq(Mux(wt, s_t.op.wr.addr[:T], s_t.tidx[j])),
                 transit.index[j].eq(addr),
                 transit.w_addr[j].eq(addr),
                 transit.w_en[j].eq(wt | record),
-                transit.w_data[j].eq(~wt | sx.op.wr.data[0]),
+                transit.w_data[j].eq(~wt | s_t.op.wr.data[0]),
             ]
 
         # ---- stage B: Bloom bits; resolve the version ---------------------------------
-        B = X + _TRANSIT_LAT
+        B = XT + _TRANSIT_LAT
         s1 = st[B]
         transit_hit = Signal()
         m.d.comb += [
@@ -518,6 +565,8 @@ class L4LBCore(wiring.Component):
                     dec.out_dst_ip.eq(maglev.dip_ip),
                     dec.out_dst_port.eq(maglev.dip_port),
                 ]
+        if life and life.auth:
+            life.override_decision(m, dec, s6)
         event = Signal(learn_layout(g))
         m.d.comb += [event.key.eq(p6.key), event.vip_id.eq(s6.vip_id),
                      event.version.eq(s6.version)]
@@ -528,6 +577,11 @@ class L4LBCore(wiring.Component):
         event_q = Signal.like(event, reset_less=True)
         m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
         m.d.comb += [dfifo.w.valid.eq(retire), dfifo.w.payload.eq(dec_q)]
+        if life:  # a control-plane read's answer retires like a decision
+            retire_rd = Signal()
+            rdata_q = Signal(len(st[D].rdata), reset_less=True)
+            m.d.sync += [retire_rd.eq(st[D].valid & st[D].is_rd), rdata_q.eq(st[D].rdata)]
+            m.d.comb += [rfifo.w.valid.eq(retire_rd), rfifo.w.payload.eq(rdata_q)]
 
         # ---- learn events: pushed one cycle after the decision retires ------------------
         # Whether an event fits is decided when it retires, from the FIFO's w_ready_next,

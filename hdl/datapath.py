@@ -44,6 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.config import Config
+from model.lifecycle import require_no_lifecycle
 from model.parse import PROTO_TCP, Reason
 
 from .core import DEFAULT_HASH_STAGES, L4LBCore
@@ -115,6 +116,9 @@ class FrameDatapath(wiring.Component):
             raise ValueError(f"max_frame must be an integer within 64..65535, not {max_frame!r}")
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
+        # the core implements the lifecycle; the frame path around it (the sequence number
+        # into the core, challenge SYN-ACK frames out) does not yet
+        require_no_lifecycle(cfg, "RTL frame datapath")
         self.core = L4LBCore(cfg, hash_stages=hash_stages, meta_width=1,
                              learn_fifo_depth=learn_fifo_depth, counter_width=counter_width,
                              init_images=init_images)

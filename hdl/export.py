@@ -18,6 +18,7 @@ from model.config import Config, load_config
 
 from .core import DEFAULT_HASH_STAGES
 from .layouts import config_summary, memory_map
+from .lifecycle import readable
 from .top import L4LBTop, port_widths
 
 __all__ = ["MODULE_NAME", "write_verilog", "describe", "cli_rtl"]
@@ -90,8 +91,10 @@ def describe(top: L4LBTop) -> dict:
                                                len(core.counters.packets)).items()},
         "memories": [{"id": i.id, "name": i.name, "width": i.width, "depth": i.depth,
                       "addr_bits": i.addr_bits}
-                     for i in memory_map(cfg.geometry).values()],
-    }
+                     for i in memory_map(cfg.geometry, cfg.lifecycle).values()],
+    } | ({"readable": [i.name for i in memory_map(cfg.geometry, cfg.lifecycle).values()
+                       if readable(i.name)]}
+         if cfg.lifecycle.enabled else {})
 
 
 def write_verilog(cfg: Config, outdir: str | Path,

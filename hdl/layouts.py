@@ -7,7 +7,9 @@ value equals :func:`model.hashing.pack_key` (src_ip most significant, proto in b
 
 The memory ids of the write interface are the positions of the memories in
 :func:`model.layout.memory_specs` (the order of ``manifest.json``):
-``conn0 .. conn{d-1}, vip, vip_state, slot_map, maglev, dip, transit0 .. transit{t-1}``.
+``conn0 .. conn{d-1}, vip, vip_state, slot_map, maglev, dip, transit0 .. transit{t-1}``,
+then with a ``[lifecycle]`` ``act0 .. act{d-1}, vip_auth, auth0, auth1, auth_key,
+auth_epoch`` (those the config has).
 """
 
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from amaranth.lib import data
 
 from model.config import Config, Geometry, clog2
 from model.layout import memory_specs
+from model.lifecycle import AUTH_WORD_BITS, Lifecycle
 
 __all__ = [
     "KEY_LAYOUT",
@@ -27,6 +30,8 @@ __all__ = [
     "decision_layout",
     "learn_layout",
     "counters_layout",
+    "read_layout",
+    "rdata_layout",
     "COUNTERS",
     "config_summary",
 ]
@@ -58,10 +63,11 @@ class MemInfo:
         return clog2(self.depth)
 
 
-def memory_map(geo: Geometry) -> dict[str, MemInfo]:
-    """Memories addressable through the write interface, by name (ids = manifest order)."""
+def memory_map(geo: Geometry, lifecycle: Lifecycle | None = None) -> dict[str, MemInfo]:
+    """Memories addressable through the write interface, by name (ids = manifest order);
+    with a ``lifecycle``, its memories follow (:func:`model.layout.memory_specs`)."""
     return {s.name: MemInfo(i, s.name, s.width, s.depth)
-            for i, s in enumerate(memory_specs(geo))}
+            for i, s in enumerate(memory_specs(geo, lifecycle))}
 
 
 def stage_bits(geo: Geometry) -> int:
@@ -69,14 +75,18 @@ def stage_bits(geo: Geometry) -> int:
     return clog2(geo.stages)
 
 
-def packet_layout(meta_width: int) -> data.StructLayout:
-    """Input packet: 5-tuple, TCP flags and an opaque pass-through ``meta``."""
+def packet_layout(meta_width: int, seq: bool = False) -> data.StructLayout:
+    """Input packet: 5-tuple, TCP flags and an opaque pass-through ``meta``; with ``seq``
+    (SYN authentication) also the TCP sequence number."""
+    if seq:
+        return data.StructLayout({"key": KEY_LAYOUT, "tcp_flags": 8, "meta": meta_width,
+                                  "seq": 32})
     return data.StructLayout({"key": KEY_LAYOUT, "tcp_flags": 8, "meta": meta_width})
 
 
-def write_layout(geo: Geometry) -> data.StructLayout:
+def write_layout(geo: Geometry, lifecycle: Lifecycle | None = None) -> data.StructLayout:
     """Control-plane write: memory id, word address, word (LSB-aligned)."""
-    mm = memory_map(geo).values()
+    mm = memory_map(geo, lifecycle).values()
     return data.StructLayout({
         "mem": clog2(len(mm)),
         "addr": max(m.addr_bits for m in mm),
@@ -84,12 +94,14 @@ def write_layout(geo: Geometry) -> data.StructLayout:
     })
 
 
-def decision_layout(geo: Geometry, meta_width: int) -> data.StructLayout:
+def decision_layout(geo: Geometry, meta_width: int, cookie: bool = False
+                    ) -> data.StructLayout:
     """Output: the 12 :class:`model.pipeline.Decision` fields, the destination of the
     emitted packet (``out_dst_ip``/``out_dst_port``: the DIP on LB, else unchanged) and
-    ``meta``."""
-    return data.StructLayout({
-        "action": 2,
+    ``meta``; with ``cookie`` (SYN authentication) a 3-bit ``action`` (CHALLENGE, VERIFY,
+    UNVERIFIED) and the ``cookie`` field."""
+    fields = {
+        "action": 3 if cookie else 2,
         "vip_id": geo.vip_bits,
         "hit": 1,
         "stage": stage_bits(geo),
@@ -104,7 +116,21 @@ def decision_layout(geo: Geometry, meta_width: int) -> data.StructLayout:
         "out_dst_ip": 32,
         "out_dst_port": 16,
         "meta": meta_width,
-    })
+    }
+    if cookie:
+        fields["cookie"] = 32
+    return data.StructLayout(fields)
+
+
+def read_layout(geo: Geometry, lifecycle: Lifecycle) -> data.StructLayout:
+    """Control-plane read request: memory id and word address (as a write's)."""
+    wl = write_layout(geo, lifecycle)
+    return data.StructLayout({"mem": wl["mem"].shape, "addr": wl["addr"].shape})
+
+
+def rdata_layout() -> data.StructLayout:
+    """Answer of a control-plane read: the word (LSB-aligned)."""
+    return data.StructLayout({"data": AUTH_WORD_BITS})
 
 
 def learn_layout(geo: Geometry) -> data.StructLayout:

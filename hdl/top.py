@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from model.config import Config
 
 from .core import DEFAULT_HASH_STAGES, L4LBCore
-from .layouts import COUNTERS, memory_map, stage_bits, write_layout
+from .layouts import COUNTERS, memory_map, read_layout, stage_bits, write_layout
 
 __all__ = ["L4LBTop", "KEY_FIELDS", "DECISION_PORTS", "port_widths"]
 
@@ -29,20 +29,34 @@ DECISION_PORTS = ("action", "vip_id", "hit", "stage", "version", "transit_hit", 
 
 def port_widths(cfg: Config, meta_width: int = 32, counter_width: int = 48
                 ) -> dict[str, tuple[str, int]]:
-    """Every top-level port except ``clk``/``rst``: name -> (direction, width)."""
+    """Every top-level port except ``clk``/``rst``: name -> (direction, width).
+
+    A config with a ``[lifecycle]`` adds the control-plane read ports (``rd_*`` in,
+    ``rdata_*`` out); with SYN authentication also ``pkt_seq`` and ``dec_cookie``, and
+    ``dec_action`` is 3 bits wide (docs/rtl.md)."""
     g = cfg.geometry
-    wl = write_layout(g)
+    lc = cfg.lifecycle
+    wl = write_layout(g, lc)
     p: dict[str, tuple[str, int]] = {"pkt_valid": ("in", 1), "pkt_ready": ("out", 1)}
     p |= {f"pkt_{n}": ("in", w) for n, w in KEY_FIELDS}
     p |= {"pkt_tcp_flags": ("in", 8), "pkt_meta": ("in", meta_width)}
+    if lc.auth:
+        p["pkt_seq"] = ("in", 32)
     p |= {"wr_valid": ("in", 1), "wr_ready": ("out", 1)}
     p |= {f"wr_{n}": ("in", wl[n].width) for n in ("mem", "addr", "data")}
-    dw = {"action": 2, "vip_id": g.vip_bits, "hit": 1, "stage": stage_bits(g),
+    if lc.enabled:
+        rl = read_layout(g, lc)
+        p |= {"rd_valid": ("in", 1), "rd_ready": ("out", 1)}
+        p |= {f"rd_{n}": ("in", rl[n].width) for n in ("mem", "addr")}
+        p |= {"rdata_valid": ("out", 1), "rdata_ready": ("in", 1), "rdata_data": ("out", 32)}
+    dw = {"action": 3 if lc.auth else 2, "vip_id": g.vip_bits, "hit": 1, "stage": stage_bits(g),
           "version": g.version_bits, "transit_hit": 1, "slot": g.slot_bits,
           "dip": g.dip_bits, "dip_ip": 32, "dip_port": 16, "learn": 1, "close": 1,
           "dst_ip": 32, "dst_port": 16, "meta": meta_width}
     p |= {"dec_valid": ("out", 1), "dec_ready": ("in", 1)}
     p |= {f"dec_{n}": ("out", dw[n]) for n in DECISION_PORTS}
+    if lc.auth:
+        p["dec_cookie"] = ("out", 32)
     p |= {"learn_valid": ("out", 1), "learn_ready": ("in", 1)}
     p |= {f"learn_{n}": ("out", w) for n, w in KEY_FIELDS}
     p |= {"learn_vip_id": ("out", g.vip_bits), "learn_version": ("out", g.version_bits)}
@@ -87,7 +101,7 @@ class L4LBTop(wiring.Component):
 
     @property
     def memory_map(self):
-        return memory_map(self.core.cfg.geometry)
+        return memory_map(self.core.cfg.geometry, self.core.cfg.lifecycle)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -111,4 +125,15 @@ class L4LBTop(wiring.Component):
             m.d.comb += getattr(self, f"dec_{n}").eq(getattr(dec.payload, src))
         for n in COUNTERS:
             m.d.comb += getattr(self, f"cnt_{n}").eq(getattr(core.counters, n))
+        lc = core.cfg.lifecycle
+        if lc.auth:
+            m.d.comb += [pk.payload.seq.eq(self.pkt_seq), self.dec_cookie.eq(dec.payload.cookie)]
+        if lc.enabled:
+            rd, rdata = core.rd, core.rdata
+            m.d.comb += [
+                rd.valid.eq(self.rd_valid), self.rd_ready.eq(rd.ready),
+                rd.payload.mem.eq(self.rd_mem), rd.payload.addr.eq(self.rd_addr),
+                self.rdata_valid.eq(rdata.valid), rdata.ready.eq(self.rdata_ready),
+                self.rdata_data.eq(rdata.payload.data),
+            ]
         return m
