@@ -29,6 +29,7 @@ from model.config import Config, clog2
 from model.hashing import FIELD_ORDERS
 from model.layout import memory_specs
 from model.lifecycle import AUTH_TAG_BITS
+from model.network import require_no_network
 from model.pipeline import DECISION_FIELDS, LIFECYCLE_DECISION_FIELDS
 from model.vectors import manifest, vector_format
 
@@ -129,8 +130,10 @@ def hls_context(cfg: Config, *, part: str = DEFAULT_PART,
 
     ``kinds`` groups the memories of :func:`model.layout.memory_specs` by kind (conn<i>
     and transit<j> are one kind each, one C++ array); ``mems`` lists every memory in
-    write-port id order.
+    write-port id order. A config with a ``[network]`` table is refused
+    (:class:`model.network.NetworkUnsupported`): the kernel does not route yet.
     """
+    require_no_network(cfg, "HLS generator")
     lc = cfg.lifecycle
     g, s = cfg.geometry, cfg.salts
     specs = memory_specs(g, cfg.lifecycle)

@@ -1,7 +1,7 @@
 """Real Linux TCP through a running load balancer (`l4lb run`), while the pool changes.
 
 Two client and three server namespaces around the load balancer's namespace
-(tests/live_topology.py). Clients download several MB each over concurrent
+(l4lb/live/netns.py). Clients download several MB each over concurrent
 connections to the VIP; mid-transfer a DIP is added and another drained through the
 management API (`l4lb pool`). Every transfer must complete byte-exact with no reset,
 connections opened after the update must land on the new pool, and the instance's
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_topology import SERVER_PORT, VIP, VIP_PORT, Topology, need_root
+from l4lb.live.netns import SERVER_PORT, VIP, VIP_PORT, Topology, need_root
 
 ROOT = Path(__file__).resolve().parent.parent
-TCP = str(Path(__file__).resolve().parent / "live_tcp.py")
+TCP = str(ROOT / "l4lb" / "live" / "tcp.py")
 
 pytestmark = pytest.mark.skipif(need_root() is not None, reason=str(need_root()))
 

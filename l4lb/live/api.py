@@ -81,6 +81,7 @@ def prometheus(st: dict) -> str:
     _metric(out, "l4lb_insert_latency_seconds", "summary",
             "Learn-to-insert latency of the control plane.",
             [({"quantile": "0.5"}, lat["p50"]), ({"quantile": "0.99"}, lat["p99"])])
+    out.append(f"l4lb_insert_latency_seconds_sum {lat['sum']:g}")
     out.append(f"l4lb_insert_latency_seconds_count {lat['count']}")
     dp = st.get("dataplane", {})
     if "actions" in dp:

@@ -149,16 +149,17 @@ class LiveService:
             vid = self._vip(vip)
             cur = list(self.cp.pools.current(vid).dips)
             name = self.cfg.vips[vid].name
+            same = [x for x in cur if (x.address, x.port) == (d.address, d.port)]
             if op == "add":
-                if d in cur:
+                if same:
                     raise ManagementError(f"dip: {d} is already in the pool of VIP {name!r}")
                 new = cur + [d]
             else:
-                if d not in cur:
+                if not same:
                     raise ManagementError(
                         f"dip: {d} is not in the pool of VIP {name!r} (pool: "
                         f"{', '.join(str(x) for x in cur)})")
-                new = [x for x in cur if x != d]
+                new = [x for x in cur if x not in same]
                 if not new:
                     raise ManagementError(f"dip: {d} is the last DIP of VIP {name!r}; a "
                                           f"pool keeps at least one")
@@ -229,7 +230,7 @@ class LiveService:
             "events": dict(self.events),
             "pool_ops": dict(self.pool_ops),
             "rejected_requests": self.rejected,
-            "insert_latency_s": {"count": self.latency.count,
+            "insert_latency_s": {"count": self.latency.count, "sum": self.latency.total,
                                  "p50": self.latency.quantile(0.5),
                                  "p99": self.latency.quantile(0.99),
                                  "max": max(self.latency.values, default=0.0)},

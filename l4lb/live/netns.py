@@ -1,6 +1,6 @@
-"""A network-namespace topology for live tests: clients and servers in their own
-namespaces, each behind a veth pair whose other end is a port of the load balancer in
-its own namespace (docs/live.md, "Real TCP end to end").
+"""A network-namespace topology for live tests and demos: clients and servers in their
+own namespaces, each behind a veth pair whose other end is a port of the load balancer
+in its own namespace (docs/live.md, "Real TCP end to end").
 
 Addresses exist only inside the namespaces created here; :meth:`Topology.close`
 deletes them (and so every veth and process address in them), also after a failure.

@@ -1,7 +1,7 @@
-"""Real TCP endpoints for the live tests (run inside network namespaces).
+"""Real TCP endpoints for the live tests and benchmarks (run inside network namespaces).
 
-    python live_tcp.py server ID PORT
-    python live_tcp.py client HOST PORT CONNECTIONS BYTES SEED [RATE]
+    python -m l4lb.live.tcp server ID PORT
+    python -m l4lb.live.tcp client HOST PORT CONNECTIONS BYTES SEED [RATE]
 
 The server answers ``GET <bytes> <seed>\\n`` with ``S<ID>\\n`` and ``bytes`` bytes of
 ``random.Random(seed)``, then closes. The client opens CONNECTIONS concurrent

@@ -1,0 +1,180 @@
+"""The live control plane and its management API without root: learn/close events from
+the model's data plane, inserts and their latency, pool updates (add, drain, remove)
+with the two-phase commit, bad requests, status and Prometheus metrics over HTTP."""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from l4lb.live.api import ApiError, ManagementServer, prometheus, request
+from l4lb.live.run import parse_ports
+from l4lb.live.service import LiveService, ManagementError
+from l4lb.live.switch import ModelSwitch, PortError
+from model.config import parse_config
+from model.layout import Action
+from model.pipeline import TCP_ACK, TCP_FIN, TCP_SYN, DataPlane, Packet
+from tests.test_network import NETWORK
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def cfg():
+    raw = tomllib.loads((ROOT / "examples" / "default.toml").read_text())
+    raw["network"] = copy.deepcopy(NETWORK)
+    raw["lifecycle"] = {"idle_timeout": 30, "close_grace": 1}
+    return parse_config(raw, "live.toml")
+
+
+def _traffic(svc: LiveService, n: int, flags: int = TCP_SYN, base: int = 0) -> list:
+    dp = DataPlane(svc.cfg, svc.mem, svc.cp.hasher)
+    v = svc.cfg.vips[0]
+    out = []
+    for k in range(n):
+        pkt = Packet(0x0A010000 + base + k, v.address, 40000 + k, v.port, v.protocol, flags)
+        d = dp.process(pkt)
+        svc.event(pkt.key, d)
+        out.append(d)
+    return out
+
+
+def test_learns_become_inserts_with_a_latency(cfg):
+    svc = LiveService(cfg)
+    ds = _traffic(svc, 20)
+    assert all(d.action == Action.LB and d.learn for d in ds)
+    assert svc.service() == 20
+    assert svc.latency.count == 20 and len(svc.cp.conn_version) == 20
+    again = _traffic(svc, 20, TCP_ACK)
+    assert not any(d.learn for d in again) and all(d.hit for d in again)
+    fins = _traffic(svc, 5, TCP_FIN | TCP_ACK)
+    assert all(d.close for d in fins) and len(svc.cp.closing) == 5
+    st = svc.status()
+    assert st["conntable"]["entries"] == 20 and st["events"] == {"learn": 20, "close": 5}
+
+
+def test_pool_updates_keep_established_connections(cfg):
+    svc = LiveService(cfg)
+    first = _traffic(svc, 40)
+    svc.service()
+    v = cfg.vips[0]
+    old = f"{v.dips[0].address_str}:{v.dips[0].port}"
+    res = svc.pool("drain", old, v.name)
+    assert old not in res["pool"] and res["deleted_connections"] == 0
+    hits = _traffic(svc, 40, TCP_ACK)
+    assert [(d.dip_ip, d.dip_port) for d in hits] == [(d.dip_ip, d.dip_port) for d in first]
+    new = _traffic(svc, 200, base=1000)
+    assert (v.dips[0].address, v.dips[0].port) not in {(d.dip_ip, d.dip_port) for d in new}
+    res = svc.pool("add", "10.9.9.9:80", v.name)
+    assert res["pool"][-1] == "10.9.9.9:80" and svc.pool_ops["add"] == 1
+
+
+def test_remove_deletes_the_connections_of_a_dead_server(cfg):
+    svc = LiveService(cfg)
+    first = _traffic(svc, 60)
+    svc.service()
+    v = cfg.vips[0]
+    dead = v.dips[1]
+    on_dead = sum((d.dip_ip, d.dip_port) == (dead.address, dead.port) for d in first)
+    assert on_dead > 0
+    res = svc.pool("remove", f"{dead.address_str}:{dead.port}", v.name)
+    assert res["deleted_connections"] == on_dead
+    assert len(svc.cp.conn_version) == 60 - on_dead
+
+
+@pytest.mark.parametrize("op,dip,vip,field", [
+    ("grow", "10.0.0.1:80", None, "op"),
+    ("add", "10.0.0.1", None, "dip"),
+    ("add", "10.0.0.1:0", None, "dip"),
+    ("add", "10.0.0.300:80", None, "dip"),
+    ("add", 17, None, "dip"),
+    ("add", "10.0.0.1:80", None, "vip"),        # the config has several VIPs
+    ("add", "10.0.0.1:80", "nope", "vip"),
+    ("drain", "10.9.9.9:80", "web", "dip"),     # not in the pool
+])
+def test_bad_pool_requests_name_the_field_and_change_nothing(cfg, op, dip, vip, field):
+    svc = LiveService(cfg)
+    before = {k: v.copy() for k, v in svc.mem.arrays.items()}
+    with pytest.raises(ManagementError, match=f"^{field}: "):
+        svc.pool(op, dip, vip)
+    assert all((svc.mem.arrays[k] == v).all() for k, v in before.items())
+    assert svc.rejected == 1 and not svc.cp.updates
+
+
+def test_the_last_dip_and_a_dip_of_another_vip_are_refused(cfg):
+    svc = LiveService(cfg)
+    web = cfg.vips[0]
+    for d in web.dips[1:]:
+        svc.pool("drain", f"{d.address_str}:{d.port}", web.name)
+    last = web.dips[0]
+    with pytest.raises(ManagementError, match="last DIP"):
+        svc.pool("drain", f"{last.address_str}:{last.port}", web.name)
+    other = cfg.vips[1].dips[0]
+    with pytest.raises(ManagementError, match="serves VIP"):
+        svc.pool("add", f"{other.address_str}:{other.port}", web.name)
+
+
+def test_the_management_api_over_http(cfg):
+    svc = LiveService(cfg)
+    lock = threading.Lock()
+    api = ManagementServer(svc, lock, "127.0.0.1:0", lambda: {"actions": {"lb": 3}})
+    api.start()
+    try:
+        _traffic(svc, 10)
+        svc.service()
+        code, st = request(api.address, "GET", "/status")
+        assert code == 200 and st["conntable"]["entries"] == 10
+        code, text = request(api.address, "GET", "/metrics")
+        assert code == 200
+        samples = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+        name = r"[a-z_][a-z0-9_]*"
+        assert all(re.fullmatch(rf'{name}(\{{{name}="[^"]*"(,{name}="[^"]*")*\}})? '
+                                r'[-0-9.e+]+', ln) for ln in samples), samples
+        assert "l4lb_insert_latency_seconds_count 10" in samples
+        assert "l4lb_conntable_entries 10" in samples
+        assert 'l4lb_frames_total{action="lb"} 3' in samples
+        web = cfg.vips[0]
+        d = web.dips[0]
+        code, res = request(api.address, "POST", "/pool",
+                            {"op": "drain", "dip": f"{d.address_str}:{d.port}", "vip": "web"})
+        assert code == 200 and res["op"] == "drain"
+        code, res = request(api.address, "POST", "/pool", {"op": "add"})
+        assert code == 400 and res["error"].startswith("dip: ")
+        code, res = request(api.address, "POST", "/pool", {"op": "add", "dip": "1.2.3.4:5",
+                                                           "bad": 1})
+        assert code == 400 and "unknown keys" in res["error"]
+        code, res = request(api.address, "GET", "/nothing")
+        assert code == 404 and "path" in res["error"]
+    finally:
+        api.stop()
+    with pytest.raises(ApiError, match="no l4lb instance answers"):
+        request(api.address, "GET", "/status", timeout=2)
+
+
+def test_the_api_only_listens_on_loopback(cfg):
+    with pytest.raises(ManagementError, match="loopback"):
+        ManagementServer(LiveService(cfg), threading.Lock(), "0.0.0.0:9180")
+
+
+def test_port_mappings_are_checked(cfg):
+    assert parse_ports(cfg, ["0=veth0", "servers=veth3"]) == {0: "veth0", 3: "veth3"}
+    for bad, msg in ((["0"], "PORT=INTERFACE"), (["x=veth0"], "neither a port id"),
+                     (["0=a", "clients=b"], "mapped twice")):
+        with pytest.raises(PortError, match=msg):
+            parse_ports(cfg, bad)
+    svc = LiveService(cfg)
+    with pytest.raises(PortError, match="port 7 is not"):
+        ModelSwitch(cfg, {0: "a", 3: "b", 7: "c"}, svc)
+    with pytest.raises(PortError, match=r"no interface for port\(s\) \[3\]"):
+        ModelSwitch(cfg, {0: "a"}, svc)
+
+
+def test_prometheus_escapes_label_values(cfg):
+    st = LiveService(cfg).status()
+    st["vips"][0]["name"] = 'we"b\\'
+    assert 'vip="we\\"b\\\\"' in prometheus(st)
