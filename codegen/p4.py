@@ -16,6 +16,9 @@ memory          P4 object (same name in both programs, control ``SwitchIngress``
 ``transit<j>``  1-bit register array ``transit<j>`` (TransitTable Bloom filter)
 ==============  =====================================================================
 
+A config with a ``[network]`` table adds ``rev_table``, ``route_table`` (LPM) and the
+register array ``port_mac`` (codegen/p4_network.py; v1model only).
+
 The table contents are one list of :class:`TableAdd` / :class:`RegisterWrite` entries
 (:func:`entries`), rendered as ``simple_switch_CLI`` commands
 (:func:`render_entries_bmv2`) and as a ``bfrt_python`` script
@@ -38,6 +41,9 @@ from model.config import Config, Geometry, clog2
 from model.hashing import AUTH_FIELDS, FIELD_ORDERS
 from model.layout import memory_specs, unpack_dip
 from model.lifecycle import lifecycle_unsupported, require_no_lifecycle
+from model.network import format_mac, network_unsupported, require_no_network
+
+from .p4_network import match_key, rev_entry, route_entry
 
 __all__ = [
     "P4GenError",
@@ -47,6 +53,7 @@ __all__ = [
     "PROGRAM_FILES",
     "INGRESS",
     "TABLE_MEMORIES",
+    "KEYED_MEMORIES",
     "DECISION_HEADER",
     "tna_register_bits",
     "tna_unsupported",
@@ -56,6 +63,7 @@ __all__ = [
     "hash_roles",
     "default_images",
     "entries",
+    "sourced_entries",
     "entry_for_word",
     "render_v1model",
     "render_tna",
@@ -72,8 +80,13 @@ PROGRAM_FILES = ("l4lb_v1model.p4", "l4lb_tna.p4", "entries_bmv2.txt", "entries_
 #: The ingress control of both programs; every table and register lives in it.
 INGRESS = "SwitchIngress"
 
-#: Memories held in match-action tables (the others are register arrays of the same name).
-TABLE_MEMORIES = ("vip", "dip")
+#: Memories held in match-action tables (the others are register arrays of the same name);
+#: ``rev`` and ``route`` exist only with a ``[network]`` table.
+TABLE_MEMORIES = ("vip", "dip", "rev", "route")
+
+#: Table memories whose key is in the word: two valid words with one key are one table
+#: entry, the lower address's (the model's lowest-index rule).
+KEYED_MEMORIES = ("vip", "rev", "route")
 
 #: The exported decision header (``decision_h``): model Decision field -> width in bits.
 #: Byte-aligned and independent of the geometry, so a harness can parse it blindly.
@@ -316,14 +329,15 @@ def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
 
 def _context(cfg: Config, arch: str) -> dict:
     from .p4_lifecycle import decision_header, lifecycle_context, lifecycle_defines
+    from .p4_network import network_context, network_defines
 
     g = cfg.geometry
-    return lifecycle_context(cfg) | {
+    return lifecycle_context(cfg) | network_context(cfg) | {
         "arch": arch,
         "cfg_name": cfg.name,
         "cfg_file": Path(cfg.source).name,
         "g": g,
-        "defines": _define_rows(g, arch) + lifecycle_defines(cfg),
+        "defines": _define_rows(g, arch) + lifecycle_defines(cfg) + network_defines(cfg),
         "roles": hash_roles(cfg, arch),
         "slots": list(range(g.pool_slots)),
         "mod_lo": _tna_mod_lo(g),
@@ -359,6 +373,7 @@ def render_tna(cfg: Config) -> str:
     if why is not None:
         raise P4GenError(why)
     require_no_lifecycle(cfg, "P4 TNA generator")
+    require_no_network(cfg, "P4 TNA generator")
     return _env().get_template("l4lb_tna.p4.j2").render(**_context(cfg, "tna"))
 
 
@@ -366,22 +381,28 @@ def render_tna(cfg: Config) -> str:
 
 @dataclass(frozen=True)
 class TableAdd:
-    """One match-action table entry: exact keys and action parameters as
-    ``(name, value, width)`` triples; names are the P4 control-plane names."""
+    """One match-action table entry: keys and action parameters as
+    ``(name, value, width)`` triples; names are the P4 control-plane names. The keys
+    are exact, or with ``prefix_len`` the one key is an LPM prefix of that length."""
 
     table: str
     action: str
     keys: tuple[tuple[str, int, int], ...]
     params: tuple[tuple[str, int, int], ...]
     note: str = ""
+    prefix_len: int | None = None
 
     def bmv2(self) -> str:
         keys = " ".join(_cli_value(n, v) for n, v, _ in self.keys)
+        if self.prefix_len is not None:
+            keys += f"/{self.prefix_len}"
         params = " ".join(_cli_value(n, v) for n, v, _ in self.params)
         return f"table_add {INGRESS}.{self.table} {INGRESS}.{self.action} {keys} => {params}"
 
     def bfrt(self, program: str) -> str:
         args = ", ".join(f"{n}={_py_value(n, v)}" for n, v, _ in self.keys + self.params)
+        if self.prefix_len is not None:
+            args += f", {self.keys[0][0]}_p_length={self.prefix_len}"
         line = f"bfrt.{program}.pipe.{INGRESS}.{self.table}.add_with_{self.action}({args})"
         return f"{line}  # {self.note}" if self.note else line
 
@@ -412,12 +433,17 @@ _BMV2_REGISTER_MAX = (1 << 64) - 1
 
 
 def _cli_value(name: str, v: int) -> str:
-    """simple_switch_CLI value: dotted quad for an IPv4 address, decimal otherwise."""
+    """simple_switch_CLI value: dotted quad for an IPv4 address, colon-separated hex
+    for a MAC address, decimal otherwise."""
+    if name == "mac":
+        return format_mac(v)
     return str(ipaddress.IPv4Address(v)) if name.endswith("_ip") else str(v)
 
 
 def _py_value(name: str, v: int) -> str:
-    """bfrt_python value: hex for an IPv4 address, decimal otherwise."""
+    """bfrt_python value: hex for an IPv4 or MAC address, decimal otherwise."""
+    if name == "mac":
+        return f"0x{v:012x}"
     return f"0x{v:08x}" if name.endswith("_ip") else str(v)
 
 
@@ -427,7 +453,8 @@ def _proto_name(p: int) -> str:
 
 def entry_for_word(cfg: Config, mem: str, addr: int, word: int) -> Entry | None:
     """The entry that puts ``word`` at ``mem[addr]``: a register write, or a table entry
-    for the ``vip`` / ``dip`` memories (None for an invalid VIP word: no entry)."""
+    for the ``vip`` / ``dip`` (and ``[network]``: ``rev`` / ``route``) memories (None
+    for an invalid VIP, rev or route word: no entry)."""
     g = cfg.geometry
     if mem == "vip":
         if not word >> 56 & 1:
@@ -443,7 +470,11 @@ def entry_for_word(cfg: Config, mem: str, addr: int, word: int) -> Entry | None:
         return TableAdd("dip_table", "set_dip", (("dip", addr, g.dip_bits),),
                         (("dip_ip", ip, 32), ("dip_port", port, 16)),
                         f"dip {addr} -> {ipaddress.IPv4Address(ip)}:{port}")
-    specs = {s.name for s in memory_specs(g, cfg.lifecycle)}
+    if mem == "rev":
+        return rev_entry(cfg, addr, word)
+    if mem == "route":
+        return route_entry(cfg, addr, word)
+    specs = {s.name for s in memory_specs(g, cfg.lifecycle, cfg.network)}
     if mem not in specs:
         raise KeyError(f"unknown memory {mem!r}")
     return RegisterWrite(mem, addr, word)
@@ -452,11 +483,17 @@ def entry_for_word(cfg: Config, mem: str, addr: int, word: int) -> Entry | None:
 def entries(cfg: Config, images: dict[str, list[int]]) -> list[Entry]:
     """All entries that load ``images`` into a freshly started program (registers start
     at zero, tables empty): one per valid VIP word (the lowest index wins a duplicated
-    key, as in ``DataPlane.vip_match``), one per non-zero DIP word, one per non-zero
-    register word; in memory-map order."""
-    out: list[Entry] = []
-    seen: set[tuple[int, ...]] = set()
-    for spec in memory_specs(cfg.geometry, cfg.lifecycle):
+    key, as in ``DataPlane.vip_match``; likewise for ``rev`` and ``route`` words), one
+    per non-zero DIP word, one per non-zero register word; in memory-map order."""
+    return [e for _, _, e in sourced_entries(cfg, images)]
+
+
+def sourced_entries(cfg: Config, images: dict[str, list[int]]
+                    ) -> list[tuple[str, int, Entry]]:
+    """:func:`entries`, each with the memory and address whose word it holds."""
+    out: list[tuple[str, int, Entry]] = []
+    seen: set[tuple] = set()
+    for spec in memory_specs(cfg.geometry, cfg.lifecycle, cfg.network):
         words = images[spec.name]
         if len(words) != spec.depth:
             raise ValueError(f"image {spec.name}: {len(words)} words, memory has "
@@ -465,13 +502,14 @@ def entries(cfg: Config, images: dict[str, list[int]]) -> list[Entry]:
             if word == 0:
                 continue
             e = entry_for_word(cfg, spec.name, addr, int(word))
-            if isinstance(e, TableAdd) and e.table == "vip_table":
-                key = tuple(v for _, v, _ in e.keys)
+            if e is None:
+                continue
+            if spec.name in KEYED_MEMORIES:
+                key = match_key(e)
                 if key in seen:
                     continue
                 seen.add(key)
-            if e is not None:
-                out.append(e)
+            out.append((spec.name, addr, e))
     return out
 
 
@@ -543,15 +581,16 @@ def write_p4(cfg: Config, outdir: str | Path,
     """Write :data:`PROGRAM_FILES` into ``outdir``; returns the paths written.
 
     ``images`` default to :func:`default_images`. When the config cannot run on Tofino
-    (:func:`tna_unsupported`, or a connection lifecycle the TNA program does not have
-    yet), the two TNA files are replaced by ``TNA_SKIPPED.txt`` holding the reason, and
-    a warning is issued."""
+    (:func:`tna_unsupported`, or a connection lifecycle or ``[network]`` table the TNA
+    program does not have yet), the two TNA files are replaced by ``TNA_SKIPPED.txt``
+    holding the reason, and a warning is issued."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     imgs = default_images(cfg) if images is None else images
     files = {"l4lb_v1model.p4": render_v1model(cfg),
              "entries_bmv2.txt": render_entries_bmv2(cfg, imgs)}
-    why = tna_unsupported(cfg) or lifecycle_unsupported(cfg, "P4 TNA generator")
+    why = (tna_unsupported(cfg) or lifecycle_unsupported(cfg, "P4 TNA generator")
+           or network_unsupported(cfg, "P4 TNA generator"))
     if why is None:
         files["l4lb_tna.p4"] = render_tna(cfg)
         files["entries_bfrt.py"] = render_entries_bfrt(cfg, imgs)

@@ -23,13 +23,19 @@ LIFECYCLE_DECISION_HEADER = (("cookie", 32),)
 def decision_header(cfg: Config, base: tuple[tuple[str, int], ...]
                     ) -> tuple[tuple[str, int], ...]:
     """The exported decision header of ``cfg``: ``base`` (codegen.p4.DECISION_HEADER),
-    plus ``cookie`` when a VIP authenticates sources."""
-    return base + LIFECYCLE_DECISION_HEADER if cfg.lifecycle.auth else base
+    plus ``cookie`` when a VIP authenticates sources, plus the route of the frame
+    (``route_hit``, ``route``, ``port``) with a ``[network]`` table -- the order of
+    :func:`model.pipeline.decision_fields`."""
+    from .p4_network import NETWORK_DECISION_HEADER
+
+    hdr = base + LIFECYCLE_DECISION_HEADER if cfg.lifecycle.auth else base
+    return hdr + NETWORK_DECISION_HEADER if cfg.network.enabled else hdr
 
 
 def action_bits(cfg: Config) -> int:
-    """Width of ``action_code``: 2 bits hold FORWARD..DROP, 3 the SYN-auth actions."""
-    return 3 if cfg.lifecycle.auth else 2
+    """Width of ``action_code``: 2 bits hold FORWARD..DROP, 3 the SYN-auth actions and
+    REVERSE (6, the return path of a ``[network]`` config)."""
+    return 3 if cfg.lifecycle.auth or cfg.network.enabled else 2
 
 
 def lifecycle_defines(cfg: Config) -> list[tuple[str, int, str]]:
