@@ -28,8 +28,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codegen.p4 import INGRESS, TABLE_MEMORIES, Entry, TableAdd, entries, entry_for_word
+from codegen.p4 import (
+    INGRESS,
+    KEYED_MEMORIES,
+    TABLE_MEMORIES,
+    Entry,
+    TableAdd,
+    entry_for_word,
+    sourced_entries,
+)
+from codegen.p4_network import match_key
 from model.config import Config
+from model.layout import memory_specs
 
 __all__ = [
     "Bmv2Error",
@@ -37,6 +47,7 @@ __all__ = [
     "import_bm_runtime",
     "compile_v1model",
     "veth_pair",
+    "veth_ports",
     "Switch",
     "Runtime",
     "TableLoader",
@@ -145,6 +156,17 @@ def veth_pair(tag: str) -> Iterator[tuple[str, str]]:
         subprocess.run(["ip", "link", "del", sw_if], check=False, capture_output=True)
 
 
+@contextlib.contextmanager
+def veth_ports(tag: str, ports: list[int]) -> Iterator[tuple[dict[int, str], dict[int, str]]]:
+    """One veth pair per switch port (a ``[network]`` config's ports): yields
+    ``({port: switch side}, {port: host side})``; all deleted on exit."""
+    with contextlib.ExitStack() as stack:
+        sw, host = {}, {}
+        for p in ports:
+            sw[p], host[p] = stack.enter_context(veth_pair(f"{tag}{p}"))
+        yield sw, host
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -250,9 +272,14 @@ class Runtime:
 
     def table_add(self, e: TableAdd) -> int:
         t = self.t
-        key = [t.BmMatchParam(type=t.BmMatchParamType.EXACT,
-                              exact=t.BmMatchParamExact(_encode(v, w)))
-               for _, v, w in e.keys]
+        if e.prefix_len is not None:  # one LPM key (route_table)
+            (_, v, w), = e.keys
+            key = [t.BmMatchParam(type=t.BmMatchParamType.LPM,
+                                  lpm=t.BmMatchParamLPM(_encode(v, w), e.prefix_len))]
+        else:
+            key = [t.BmMatchParam(type=t.BmMatchParamType.EXACT,
+                                  exact=t.BmMatchParamExact(_encode(v, w)))
+                   for _, v, w in e.keys]
         data = [_encode(v, w) for _, v, w in e.params]
         return self._call(f"table_add {e.table} {e.keys}", self.client.bm_mt_add_entry, 0,
                           f"{INGRESS}.{e.table}", key, f"{INGRESS}.{e.action}", data,
@@ -293,13 +320,23 @@ class Runtime:
 @dataclass
 class TableLoader:
     """Puts model memory words into the running program: a register write per word, and
-    for the table memories (``vip``, ``dip``) one entry per address, replaced by delete +
-    add (entry handles kept here)."""
+    for the table memories one entry per address (``dip``), replaced by delete + add
+    (entry handles kept here).
+
+    The keyed memories (``vip``, ``rev``, ``route``: the key is in the word) hold one
+    entry per key, that of the lowest address with a valid word of that key -- the
+    model's lowest-index rule. Every valid word is remembered, so when the winning word
+    of a key is overwritten the next one takes its place."""
 
     cfg: Config
     rt: Runtime
     handles: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     writes: int = 0
+    #: keyed memory -> {address: the entry of its valid word}
+    words: dict[str, dict[int, TableAdd]] = field(default_factory=dict)
+    #: (keyed memory, match key) -> (address, entry, table handle) installed
+    installed: dict[tuple[str, tuple], tuple[int, TableAdd, int]] = field(
+        default_factory=dict)
 
     def apply(self, e: Entry, mem: str, addr: int) -> None:
         if isinstance(e, TableAdd):
@@ -309,18 +346,29 @@ class TableLoader:
 
     def load(self, images: dict[str, list[int]]) -> None:
         """A freshly started program gets ``images`` (as ``entries_bmv2.txt`` would)."""
-        for e in entries(self.cfg, images):
-            if isinstance(e, TableAdd):
-                mem = "vip" if e.table == "vip_table" else "dip"
-                addr = e.params[0][1] if mem == "vip" else e.keys[0][1]
+        for mem, addr, e in sourced_entries(self.cfg, images):
+            if mem in KEYED_MEMORIES:
+                self._install(mem, match_key(e), addr, e)
             else:
-                mem, addr = e.register, e.index
-            self.apply(e, mem, addr)
+                self.apply(e, mem, addr)
+        for spec in memory_specs(self.cfg.geometry, self.cfg.lifecycle, self.cfg.network):
+            if spec.name in KEYED_MEMORIES:  # every valid word, duplicates included
+                self.words[spec.name] = {
+                    a: e for a, w in enumerate(images[spec.name]) if w
+                    and (e := entry_for_word(self.cfg, spec.name, a, int(w))) is not None}
 
     def write(self, mem: str, addr: int, word: int) -> None:
         """The model's ``Memories.write(mem, addr, word)``."""
         self.writes += 1
         e = entry_for_word(self.cfg, mem, addr, word)
+        if mem in KEYED_MEMORIES:
+            words = self.words.setdefault(mem, {})
+            old = words.pop(addr, None)
+            if e is not None:
+                words[addr] = e
+            for key in dict.fromkeys(k for k in (match_key(old), match_key(e)) if k):
+                self._settle(mem, key)
+            return
         if mem in TABLE_MEMORIES:
             old = self.handles.pop((mem, addr), None)
             if old is not None:
@@ -328,6 +376,23 @@ class TableLoader:
             if e is None:
                 return
         self.apply(e, mem, addr)
+
+    def _install(self, mem: str, key: tuple, addr: int, e: TableAdd) -> None:
+        self.installed[(mem, key)] = (addr, e, self.rt.table_add(e))
+
+    def _settle(self, mem: str, key: tuple) -> None:
+        """Make the table entry of ``key`` the lowest address's valid word of that key
+        (or none)."""
+        words = self.words[mem]
+        want = min((a for a, e in words.items() if match_key(e) == key), default=None)
+        cur = self.installed.get((mem, key))
+        if cur is not None and want is not None and cur[:2] == (want, words[want]):
+            return
+        if cur is not None:
+            self.rt.table_delete(cur[1].table, cur[2])
+            del self.installed[(mem, key)]
+        if want is not None:
+            self._install(mem, key, want, words[want])
 
 
 class Receiver:

@@ -31,7 +31,7 @@ import numpy as np
 from .config import Config
 from .controlplane import ControlPlane
 from .hashing import AUTH_FIELDS, FIELD_ORDERS, FIELDS, FiveTuple
-from .layout import Memories, Read, memory_specs
+from .layout import Action, Memories, Read, memory_specs
 from .lifecycle import AUTH_TAG_BITS
 from .network import format_mac
 from .pipeline import (
@@ -106,7 +106,14 @@ def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.
 
     A config with a ``[lifecycle]`` gets :func:`model.lifecycle_sim.scenario` instead
     (clients that answer SYN-authentication challenges, a spoofed SYN flood, aging
-    scans): ``connections`` sets its length, ``updates`` and ``seed`` carry over."""
+    scans): ``connections`` sets its length, ``updates`` and ``seed`` carry over.
+
+    A config with a ``[network]`` (and no lifecycle) gets the same traffic plus the
+    servers' replies: after half the LB decisions (drawn from their own random stream,
+    so the client traffic is the one without ``[network]``) the DIP answers the client
+    at once -- source the DIP's address and port, destination the client's -- which is
+    a REVERSE decision while the DIP's ``rev`` word is valid and a routed or unrouted
+    FORWARD once the DIP has left every pool."""
     if cfg.lifecycle.enabled:
         from .lifecycle_sim import scenario
 
@@ -134,6 +141,7 @@ def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.
         rows[at:at] = [burst] + [dict(burst, tcp_flags=TCP_ACK if v.protocol == 6 else 0)] * 3
         last[at:at] = [False, False, False, True]
     updates_at = {int(len(rows) * (i + 1) / (updates + 1)) for i in range(updates)}
+    replies = np.random.default_rng(seed + 11) if cfg.network.enabled else None
     step = 0
     ended: deque[tuple[int, FiveTuple]] = deque()
 
@@ -155,6 +163,10 @@ def build_scenario(cfg: Config, connections: int = 300, mean_packets: float = 4.
         scen.ops.append(Step(pkt, d))
         cp.observe(pkt.key, d, seq=i)
         flush()  # a close deletes at once: its writes land before the next packet
+        if replies is not None and d.action == Action.LB and replies.random() < 0.5:
+            reply = Packet(d.dip_ip, pkt.src_ip, d.dip_port, pkt.src_port, pkt.proto,
+                           TCP_ACK if pkt.proto == 6 else 0)
+            scen.ops.append(Step(reply, dp.process(reply)))  # no learn, no close
         if last[i]:
             ended.append((i, pkt.key))
         if i % chunk == chunk - 1:
