@@ -52,15 +52,20 @@ class PendingUpdate:
     old: int = 0
     new: int = 0
     start_seq: int = 0
+    started: float = 0.0  # clock time the current phase began (``record_hold``)
 
 
 class ControlPlane:
     """Owns the full connection keys, the pools and every table write."""
 
     def __init__(self, cfg: Config, mem: Memories | None = None, two_phase: bool = True,
-                 auth_seed: int | None = None):
+                 auth_seed: int | None = None, record_hold: float = 0.0):
         """``auth_seed`` makes the SYN-authentication keys reproducible (vector files,
-        tests); without it they come from the operating system's CSPRNG."""
+        tests); without it they come from the operating system's CSPRNG.
+        ``record_hold`` keeps a pool update in RECORD, and then in FLIP, for at least
+        that many seconds of the clock (:meth:`tick`): a data plane whose learn reports
+        arrive late (BMv2's digests, docs/live.md) may still be delivering misses from
+        before the phase began, which must be pending before the commit moves on."""
         self.cfg = cfg
         self.geo = cfg.geometry
         self.mem = mem or Memories(cfg)
@@ -68,6 +73,7 @@ class ControlPlane:
         self.table = ConnTable(cfg, self.hasher, self.mem)
         self.pools = PoolManager(cfg, self.mem)
         self.two_phase = two_phase
+        self.record_hold = record_hold
         #: learned, not yet inserted: key -> (vip_id, version, learn sequence number)
         self.pending: dict[FiveTuple, tuple[int, int, int]] = {}
         self.conn_version: dict[FiveTuple, tuple[int, int]] = {}
@@ -222,6 +228,8 @@ class ControlPlane:
             self.rotate_auth()
             self.next_rotation = now + self.lc.auth_epoch
         self.retry_unplaced()
+        if self.updates:
+            self.poll()
 
     def age_scan(self) -> int:
         """One aging scan: read the activity bit of every stored connection; a set
@@ -304,6 +312,7 @@ class ControlPlane:
             vid = upd.vip_id
             if upd.phase == Phase.IDLE:
                 upd.old, upd.start_seq = self.pools.vips[vid].cur, self.seq
+                upd.started = self.now
                 if not self.two_phase:
                     self.pools.set_current(vid, upd.new)
                     self._write_state(vid, Phase.IDLE, upd.old, upd.new)
@@ -312,14 +321,17 @@ class ControlPlane:
                 upd.phase = Phase.RECORD
                 self._write_state(vid, Phase.RECORD, upd.old, upd.old)
             if upd.phase == Phase.RECORD:
-                if any(seq <= upd.start_seq and v == vid
-                       for v, _, seq in self.pending.values()):
+                if self.now < upd.started + self.record_hold or any(
+                        seq <= upd.start_seq and v == vid
+                        for v, _, seq in self.pending.values()):
                     break
                 upd.phase = Phase.FLIP
+                upd.started = self.now
                 self.pools.set_current(vid, upd.new)
                 self._write_state(vid, Phase.FLIP, upd.old, upd.new)
             if upd.phase == Phase.FLIP:
-                if any(v == vid and ver == upd.old for v, ver, _ in self.pending.values()):
+                if self.now < upd.started + self.record_hold or any(
+                        v == vid and ver == upd.old for v, ver, _ in self.pending.values()):
                     break
                 self._write_state(vid, Phase.IDLE, upd.old, upd.new)
                 self._clear_transit()

@@ -377,15 +377,20 @@ def test_scan_reads_are_logged_with_the_value_read(lc_cfg):
     assert FiveTuple is not None
 
 
-@pytest.mark.parametrize("build", ["tna", "rtl"])
+@pytest.mark.parametrize("build", ["tna", "rtl-frames"])
 def test_targets_refuse_a_lifecycle_config_naming_its_fields(build):
+    """The TNA program and the RTL frame datapath (the RTL core implements the
+    lifecycle: tests/test_hdl_lifecycle.py) refuse, naming the settings."""
     from model.lifecycle import LifecycleUnsupported
 
     cfg = load_config("examples/lifecycle.toml")
     if build == "tna":
         from codegen.p4 import render_tna as make
     else:
-        from hdl.core import L4LBCore as make
+        from hdl.datapath import FrameDatapath
+
+        def make(cfg):
+            return FrameDatapath(cfg, 8)
     with pytest.raises(LifecycleUnsupported, match=r"idle_timeout = 30.*auth = true on VIP 'web'"):
         make(cfg)
 

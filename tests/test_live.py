@@ -178,3 +178,47 @@ def test_prometheus_escapes_label_values(cfg):
     st = LiveService(cfg).status()
     st["vips"][0]["name"] = 'we"b\\'
     assert 'vip="we\\"b\\\\"' in prometheus(st)
+
+
+def test_record_hold_keeps_each_commit_phase_for_one_digest_latency(cfg):
+    """A data plane with late learn reports (BMv2 digests): RECORD and FLIP each last at
+    least record_hold seconds of the control plane's clock, even with nothing pending."""
+    from model.controlplane import ControlPlane
+    from model.layout import Phase
+
+    cp = ControlPlane(cfg, record_hold=0.5)
+    cp.install()
+    web = cfg.vips[0]
+    cp.update_pool(0, list(web.dips[1:]))
+    assert cp.updates[0].phase == Phase.RECORD
+    cp.tick(0.4)
+    assert cp.updates[0].phase == Phase.RECORD
+    cp.tick(0.5)
+    assert cp.updates[0].phase == Phase.FLIP
+    cp.tick(0.9)
+    assert cp.updates and cp.updates[0].phase == Phase.FLIP
+    cp.tick(1.0)
+    assert not cp.updates
+    now = ControlPlane(cfg)  # the default: no hold, as in the vector files
+    now.install()
+    now.update_pool(0, list(web.dips[1:]))
+    assert not now.updates
+
+
+def test_bmv2_learn_messages_decode():
+    """The LEA| notification of simple_switch: packed header, big-endian fields."""
+    import struct
+
+    from l4lb.live.nanomsg import LEARN_HEADER, decode_learn
+
+    widths = (32, 32, 16, 16, 8, 3, 6, 1)
+    samples = [(0x0A000001, 0x0A630001, 40000, 80, 6, 2, 5, 0), (1, 2, 3, 4, 17, 7, 63, 1)]
+    body = b"".join(v.to_bytes((w + 7) // 8, "big")
+                    for s in samples for v, w in zip(s, widths, strict=True))
+    msg = LEARN_HEADER.pack(b"LEA|", 0, 0, 1, 42, len(samples)) + body
+    m = decode_learn(msg, widths)
+    assert (m.list_id, m.buffer_id, m.samples) == (1, 42, samples)
+    assert decode_learn(b"PRT|" + bytes(36), widths) is None
+    with pytest.raises(ValueError, match="sample bytes"):
+        decode_learn(msg[:-1], widths)
+    assert LEARN_HEADER.size == 32 and struct.calcsize("<4sQIiQI") == 32

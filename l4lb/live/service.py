@@ -109,8 +109,7 @@ class LiveService:
         """Insert every pending connection and advance the lifecycle clock; returns
         the number inserted."""
         cp = self.cp
-        if cp.lc.enabled:
-            cp.tick(self.clock() - self.started)
+        cp.tick(self.clock() - self.started)
         if not cp.pending:
             return 0
         keys = list(cp.pending)
