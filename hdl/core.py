@@ -76,6 +76,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Config
 from model.layout import Action, Phase, memory_specs
+from model.network import require_no_network
 from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
@@ -187,6 +188,8 @@ class L4LBCore(wiring.Component):
     ValueError
         If a parameter is out of range or ``init_images`` names an unknown memory or
         holds too many words.
+    model.network.NetworkUnsupported
+        If the config has a ``[network]`` table (not implemented in the RTL).
     """
 
     def __init__(self, cfg: Config, *, hash_stages: int = DEFAULT_HASH_STAGES, meta_width: int = 32,
@@ -194,6 +197,8 @@ class L4LBCore(wiring.Component):
                  init_images: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
+        # forwarding and the return path are the model's only (model.network)
+        require_no_network(cfg, "RTL core")
         if not isinstance(hash_stages, int) or not 1 <= hash_stages <= 4:
             raise ValueError(f"hash_stages must be an integer within 1..4, not {hash_stages!r}")
         if not isinstance(meta_width, int) or not 1 <= meta_width <= 256:

@@ -28,7 +28,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from hdl.core import L4LBCore
 from hdl.layouts import memory_map
 from hdl.siphash import HalfSipHash
-from model.config import Config, load_config
+from model.config import Config, load_config, parse_config
 from model.cookie import cookie, halfsiphash24, halfsiphash24_words
 from model.hashing import FIELDS
 from model.layout import Action, Memories, Read
@@ -287,6 +287,20 @@ def test_core_lifecycle_back_to_back_hazards(small_lc):
     assert n_verify > 20 and n_learn > 50 and len(words) > 40, (n_verify, n_learn, len(words))
     got, rgot = _drive(L4LBCore(cfg), bench_ops, len(exp), len(words))
     _check(got, rgot, exp, words)
+
+
+def test_core_refuses_a_network_config():
+    """The RTL core implements the lifecycle but not [network] (forwarding, the return
+    path): it refuses such a config rather than decide differently from the model."""
+    import tomllib
+
+    from model.network import NetworkUnsupported
+
+    raw = tomllib.loads((ROOT / "examples" / "small.toml").read_text())
+    raw["network"] = {"port": [{"id": 0, "mac": "02:00:00:00:00:10"}],
+                      "route": [{"prefix": "0.0.0.0/0", "port": 0, "mac": "02:00:00:00:00:ff"}]}
+    with pytest.raises(NetworkUnsupported, match="RTL core"):
+        L4LBCore(parse_config(raw))
 
 
 # ======================================================================================
