@@ -22,10 +22,12 @@ from model.config import Config, is_prime, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Every shipped config; the TNA generator refuses the connection lifecycle
-#: (examples/lifecycle.toml) until it implements it (tests/test_lifecycle.py checks).
+#: (examples/lifecycle.toml) and the [network] table (examples/network.toml) until it
+#: implements them (tests/test_lifecycle.py, tests/test_p4_network.py check).
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.toml"))
 TNA_EXAMPLES = [e for e in EXAMPLES
-                if not load_config(ROOT / "examples" / f"{e}.toml").lifecycle.enabled]
+                if not (c := load_config(ROOT / "examples" / f"{e}.toml")).lifecycle.enabled
+                and not c.network.enabled]
 
 #: Compiler warnings docs/p4.md ("Compiler warnings") explains: Tofino 1's egress
 #: parser must parse at least 65 bytes, so bf-p4c pads the (bypassed) egress parser
@@ -133,7 +135,8 @@ _PRIMES = [m for m in range(13, 2048) if is_prime(m)]
 def geometries(draw) -> Config:
     """A valid config over the geometry space: stages 1-8, digest 8-32 or the full key,
     prime or power-of-two Maglev sizes, version bits, pool slots, VIP/DIP capacities;
-    and the connection lifecycle: none, aging, SYN authentication (table sizes)."""
+    the connection lifecycle: none, aging, SYN authentication (table sizes); and a
+    [network] table or none (ports up to 511, route capacity 1-4096)."""
     stages = draw(st.integers(1, 8))
     digest = draw(st.one_of(st.integers(8, 32), st.just("full")))
     maglev = draw(st.one_of(st.sampled_from(_PRIMES),
@@ -160,6 +163,15 @@ def geometries(draw) -> Config:
     if aging or auth:
         raw["lifecycle"] = {"idle_timeout": 30 if aging else 0,
                             "auth_log2_sources": draw(st.integers(1, 16))}
+    if draw(st.booleans()):
+        ports = sorted(draw(st.sets(st.integers(0, 511), min_size=1, max_size=4)))
+        routes = draw(st.integers(0, 4))
+        raw["network"] = {
+            "route_capacity": draw(st.integers(max(1, routes), 4096)),
+            "port": [{"id": p, "mac": f"02:00:00:00:{p >> 8:02x}:{p & 0xFF:02x}"}
+                     for p in ports],
+            "route": [{"prefix": f"10.{k}.0.0/16", "port": ports[k % len(ports)],
+                       "mac": f"02:00:00:01:00:{k:02x}"} for k in range(routes)]}
     return parse_config(raw, source="random.toml")
 
 
@@ -176,14 +188,14 @@ def test_random_geometries_compile_with_p4test_and_p4c(cfg, tmp_path_factory):
     _p4test_v1model(cfg, tmp)
     _p4c_bmv2(cfg, tmp)
     if tna_unsupported(cfg) is None and tna_include_dir() is not None \
-            and not cfg.lifecycle.enabled:
+            and not cfg.lifecycle.enabled and not cfg.network.enabled:
         _p4test_tna(cfg, tmp)
 
 
 def test_geometry_strategy_covers_the_space():
     """The strategy reaches the corners the issue names (checked without compilers)."""
     seen: dict[str, set] = {"stages": set(), "full": set(), "prime": set(), "aging": set(),
-                            "auth": set()}
+                            "auth": set(), "network": set()}
 
     @settings(max_examples=200, deadline=None, derandomize=True)
     @given(cfg=geometries())
@@ -194,11 +206,12 @@ def test_geometry_strategy_covers_the_space():
         seen["prime"].add(not g.maglev_pow2)
         seen["aging"].add(cfg.lifecycle.aging)
         seen["auth"].add(cfg.lifecycle.auth)
+        seen["network"].add(cfg.network.enabled)
 
     collect()
     assert {1, 8} <= seen["stages"] and seen["full"] == {True, False} \
         and seen["prime"] == {True, False}
-    assert seen["aging"] == seen["auth"] == {True, False}
+    assert seen["aging"] == seen["auth"] == seen["network"] == {True, False}
 
 
 # ---- the Tofino back end ------------------------------------------------------------------
