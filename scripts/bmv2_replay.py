@@ -7,9 +7,10 @@
 The v1model program of CONFIG is compiled with p4c, simple_switch is started on a fresh
 veth pair (root and iproute2 needed), the initial images are loaded and every write of
 the vectors is applied over Thrift between the same two packets as in the model run
-(l4lb/bmv2_replay.py says how). The switch is stopped and the veth pair deleted on exit,
-also on failure; the switch log and p4c output stay in --workdir. Exit status 1 when any
-packet differs from the model.
+(l4lb/bmv2_replay.py says how). A config with a [network] table gets one veth pair per
+port, and every frame is checked on the port the model names. The switch is stopped and
+the veth pairs deleted on exit, also on failure; the switch log and p4c output stay in
+--workdir. Exit status 1 when any packet differs from the model.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from l4lb.bmv2 import (  # noqa: E402
     compile_v1model,
     unavailable,
     veth_pair,
+    veth_ports,
 )
 from l4lb.bmv2_replay import replay  # noqa: E402
 from model.config import load_config  # noqa: E402
@@ -82,13 +84,18 @@ def main(argv: list[str] | None = None) -> int:
             last[0] = now
             print(f"\r  {done:,}/{total:,} packets", end="", file=sys.stderr, flush=True)
 
-    with veth_pair("l4rply") as (sw_if, host_if), \
-            Switch(json_path, {0: sw_if}, work / "switch.log", a.log_level) as sw:
-        rt = Runtime(sw.thrift_port)
-        try:
-            report = replay(scen, sw, rt, host_if, progress=progress)
-        finally:
-            rt.close()
+    if cfg.network.enabled:
+        veths = veth_ports("l4rp", [p.id for p in cfg.network.ports])
+    else:
+        veths = veth_pair("l4rply")
+    with veths as (sw_if, host_if):
+        sw_ports = sw_if if isinstance(sw_if, dict) else {0: sw_if}
+        with Switch(json_path, sw_ports, work / "switch.log", a.log_level) as sw:
+            rt = Runtime(sw.thrift_port)
+            try:
+                report = replay(scen, sw, rt, host_if, progress=progress)
+            finally:
+                rt.close()
     print(file=sys.stderr)
     print(f"config {cfg.name}: {report.summary()}")
     for m in report.mismatches[:20]:
