@@ -149,7 +149,7 @@ class NetState:
 
     def write(self, mem: str, addr: int, word: int) -> None:
         if mem in ("route", "port_mac"):
-            getattr(self, mem)[addr] = word
+            getattr(self, mem)[addr] = int(word)
 
 
 def _network_output(frame: bytes, d: Decision, net: NetState) -> bytes | None:
