@@ -180,10 +180,11 @@ class Switch:
     stopped on exit."""
 
     def __init__(self, json_path: str | Path, ports: dict[int, str], log_path: str | Path,
-                 log_level: str | None = None):
+                 log_level: str | None = None, extra_args: list[str] | None = None):
         self.json_path, self.ports = Path(json_path), ports
         self.log_path = Path(log_path)
         self.log_level = log_level
+        self.extra_args = list(extra_args or [])  # e.g. --device-id, --notifications-addr
         self.thrift_port = _free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -193,6 +194,7 @@ class Switch:
             cmd += ["-i", f"{port}@{iface}"]
         if self.log_level:
             cmd += ["--log-console", "--log-level", self.log_level]
+        cmd += self.extra_args
         cmd.append(str(self.json_path))
         log = open(self.log_path, "w")  # noqa: SIM115 (closed in __exit__)
         self._log = log
@@ -310,6 +312,12 @@ class Runtime:
         value = self._call(f"register_read {register}[{index}]",
                            self.client.bm_register_read, 0, f"{INGRESS}.{register}", index)
         return value & ((1 << 64) - 1)
+
+    def register_read_all(self, register: str) -> list[int]:
+        """Every word of ``register`` in one call."""
+        values = self._call(f"register_read_all {register}", self.client.bm_register_read_all,
+                            0, f"{INGRESS}.{register}")
+        return [v & ((1 << 64) - 1) for v in values]
 
     def counter(self, name: str, index: int = 0) -> int:
         """Packets counted by ``counter`` ``name`` at ``index``."""

@@ -172,6 +172,9 @@ class ManagementServer:
                 except ManagementError as e:
                     self._json(400, {"error": str(e)})
                     return
+                except RuntimeError as e:  # the data plane failed under the update
+                    self._json(503, {"error": f"data plane: {e}"})
+                    return
                 self._json(200, res)
 
         try:

@@ -27,7 +27,7 @@ LEARN_HEADER = struct.Struct("<4sQIiQI")
 
 _AF_SP, _NN_SUB, _NN_SUB_SUBSCRIBE, _NN_SOL_SOCKET, _NN_RCVTIMEO = 1, 33, 1, 0, 5
 _NN_MSG = ctypes.c_size_t(-1).value
-_ETIMEDOUT, _EAGAIN = 110, 11
+_ETIMEDOUT, _EAGAIN, _EINTR = 110, 11, 4
 
 
 class NanomsgError(OSError):
@@ -72,11 +72,11 @@ class SubSocket:
             self._fail("nn_setsockopt")
 
     def recv(self) -> bytes | None:
-        """One message, or None when the receive timeout passed."""
+        """One message, or None when the receive timeout passed (or a signal came)."""
         ptr = ctypes.c_void_p()
         n = self.lib.nn_recv(self.fd, ctypes.byref(ptr), _NN_MSG, 0)
         if n < 0:
-            if ctypes.get_errno() in (_ETIMEDOUT, _EAGAIN):
+            if ctypes.get_errno() in (_ETIMEDOUT, _EAGAIN, _EINTR):
                 return None
             self._fail("nn_recv")
         try:

@@ -18,7 +18,7 @@ from .switch import ModelSwitch, PortError
 __all__ = ["add_run_arguments", "add_pool_arguments", "add_status_arguments", "cli_run",
            "cli_pool", "cli_status", "parse_ports"]
 
-TARGETS = ("model",)
+TARGETS = ("model", "bmv2")
 
 
 def parse_ports(cfg, specs: list[str]) -> dict[int, str]:
@@ -47,7 +47,11 @@ def parse_ports(cfg, specs: list[str]) -> dict[int, str]:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with a [network] table")
     p.add_argument("--target", choices=TARGETS, default="model",
-                   help="data plane: the Python model on AF_PACKET sockets")
+                   help="data plane: the Python model on AF_PACKET sockets, or the "
+                        "v1model program on BMv2 simple_switch")
+    p.add_argument("--workdir", default=None,
+                   help="bmv2: where the compiled program and the switch log go "
+                        "(default: a new temporary directory)")
     p.add_argument("--port", action="append", default=[], metavar="PORT=IFACE",
                    help="serve config port PORT (id or name) on interface IFACE; repeat")
     p.add_argument("--api", default=DEFAULT_API,
@@ -63,11 +67,22 @@ def cli_run(a: argparse.Namespace) -> int:
     lock = threading.Lock()
     try:
         ports = parse_ports(cfg, a.port)
-        svc = LiveService(cfg)
-        sw = ModelSwitch(cfg, ports, svc, lock)
+        if a.target == "bmv2":
+            import tempfile
+
+            from .bmv2_target import Bmv2Target
+
+            work = a.workdir or tempfile.mkdtemp(prefix="l4lb-run-")
+            sw = Bmv2Target(cfg, ports, work, lock)
+            svc = sw.open()
+        else:
+            svc = LiveService(cfg)
+            sw = ModelSwitch(cfg, ports, svc, lock)
+            sw.open()
         api = ManagementServer(svc, lock, a.api, sw.counters)
-        sw.open()
-    except (PortError, ManagementError) as e:
+    except (PortError, ManagementError, OSError, RuntimeError) as e:
+        if "sw" in locals():
+            sw.close()
         print(f"l4lb run: {e}", file=sys.stderr)
         return 2
     stop = sw.stop
@@ -77,29 +92,50 @@ def cli_run(a: argparse.Namespace) -> int:
           + ", ".join(f"{p}={i}" for p, i in sorted(ports.items()))
           + f", management API http://{api.address}", file=sys.stderr, flush=True)
 
+    def counters() -> dict:
+        try:
+            return sw.counters()
+        except Exception as e:  # noqa: BLE001 -- a dead switch must not stop the report
+            return {"error": str(e)}
+
     def progress() -> None:
         while not sw.stopping.wait(a.progress):
             with lock:
-                c, st = sw.counters(), svc.cp.stats
+                c, st = counters(), svc.cp.stats
                 n = len(svc.cp.conn_version)
-            print(f"l4lb run: rx {sum(c['rx'].values()):,} tx {sum(c['tx'].values()):,} "
-                  f"frames, {n:,} connections, {st['inserted']:,} inserted, "
-                  f"{st['deleted']:,} deleted, {st['updates']} pool updates",
+            print(f"l4lb run: {_traffic(c)}, {n:,} connections, {st['inserted']:,} "
+                  f"inserted, {st['deleted']:,} deleted, {st['updates']} pool updates",
                   file=sys.stderr, flush=True)
 
     if a.progress > 0:
         threading.Thread(target=progress, daemon=True).start()
+    last: dict = {}
+    rc = 0
     try:
         sw.run(a.duration)
+    except RuntimeError as e:  # the data plane died (e.g. simple_switch killed)
+        print(f"l4lb run: data plane failed: {e}; stopping", file=sys.stderr, flush=True)
+        rc = 1
     finally:
+        sw.stop()
         api.stop()
+        with lock:
+            last = counters()
         sw.close()
         for s, h in old.items():
             signal.signal(s, h)
-        c = sw.counters()
-        print(f"l4lb run: stopped; rx {sum(c['rx'].values()):,} tx {sum(c['tx'].values()):,} "
-              f"frames, actions {c['actions']}", file=sys.stderr, flush=True)
-    return 0
+        print(f"l4lb run: stopped; {_traffic(last)}", file=sys.stderr, flush=True)
+    return rc
+
+
+def _traffic(c: dict) -> str:
+    """One progress phrase from a data plane's counters."""
+    if "error" in c:
+        return f"counters unavailable ({c['error']})"
+    if "rx" in c:
+        return (f"rx {sum(c['rx'].values()):,} tx {sum(c['tx'].values()):,} frames, "
+                f"actions {c['actions']}")
+    return f"{c.get('packets', 0):,} packets, {c.get('digests', 0):,} digest samples"
 
 
 def add_pool_arguments(p: argparse.ArgumentParser) -> None:

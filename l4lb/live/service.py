@@ -77,12 +77,13 @@ class LiveService:
     """Learn/close events in, table writes out, on the wall clock.
 
     ``mem`` is the data plane's memories (the model switch shares them; a BMv2 or
-    hardware data plane mirrors every write, :attr:`Memories.log`)."""
+    hardware data plane mirrors every write); ``record_hold`` is the control plane's
+    (a data plane whose learn reports arrive late needs it)."""
 
     def __init__(self, cfg: Config, mem: Memories | None = None,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, record_hold: float = 0.0) -> None:
         self.cfg = cfg
-        self.cp = ControlPlane(cfg, mem)
+        self.cp = ControlPlane(cfg, mem, record_hold=record_hold)
         self.mem = self.cp.mem
         self.clock = clock
         self.started = clock()
