@@ -222,3 +222,23 @@ def test_bmv2_learn_messages_decode():
     with pytest.raises(ValueError, match="sample bytes"):
         decode_learn(msg[:-1], widths)
     assert LEARN_HEADER.size == 32 and struct.calcsize("<4sQIiQI") == 32
+
+
+def test_a_full_table_keeps_serving_and_counts(cfg):
+    """More connections than the ConnTable and its stash hold: the rest are unplaced
+    (they keep the data plane's miss decision), counted, never a crash."""
+    import dataclasses
+
+    g = dataclasses.replace(cfg.geometry, stages=1, log2_slots=2, stash_size=2)
+    small = dataclasses.replace(cfg, geometry=g)
+    svc = LiveService(small)
+    ds = _traffic(svc, 12)
+    assert all(d.action == Action.LB for d in ds)
+    svc.service()
+    st = svc.status()
+    ct = st["conntable"]
+    assert ct["entries"] + ct["unplaced"] == 12 and ct["unplaced"] > 0
+    assert st["control_plane"]["table_full"] == ct["unplaced"]
+    again = _traffic(svc, 12, TCP_ACK)  # their packets still get a decision
+    assert all(d.action == Action.LB for d in again)
+    assert 'l4lb_conntable_unplaced' in prometheus(st)
