@@ -54,7 +54,7 @@ stalls. ``dec.ready`` only reaches the FIFO read and the counter.
 activity bits ``act<i>`` are set, written and read in stage ``X``; SYN authentication
 (HalfSipHash from stage 0, the verified-source table with its verdict at stage ``L = 27``)
 moves the TransitTable behind the verdict, to ``XT = L + 1``, and everything after it by
-``XT - X`` stages (latency 59 instead of 41 with ``hash_stages = 3``). A control-plane
+``XT - X`` stages (latency 59 for every ``hash_stages``, instead of 41 with 3). A control-plane
 *read* (``rd`` stream) is an op like a write: it waits behind a waiting write, wins over a
 waiting packet, reads its word in the stage where the data plane changes it, and its
 answer leaves on ``rdata`` in op order, ``latency`` cycles after it was accepted (with
