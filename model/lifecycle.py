@@ -114,7 +114,7 @@ def lifecycle_unsupported(cfg: object, target: str) -> str | None:
         names = [v.name for v in cfg.vips if v.auth]
         what.append(f"auth = true on VIP {', '.join(map(repr, names))} (SYN authentication)")
     return (f"{cfg.source}: the {target} does not implement the connection lifecycle yet: "
-            f"{'; '.join(what)}. Only the model, P4 v1model and HLS run it "
+            f"{'; '.join(what)}. The model, P4 v1model, HLS and the RTL core run it "
             f"(docs/lifecycle.md, 'Targets'); remove these settings to build this target.")
 
 
