@@ -48,8 +48,8 @@ from model.parse import ETHERTYPE_IPV4, PROTO_TCP, PROTO_UDP, TPIDS, Reason
 
 from .layouts import KEY_LAYOUT
 
-__all__ = ["FrameParser", "beat_layout", "check_beat_width", "PARSE_LAYOUT", "HEADER_BYTES",
-           "PARSE_LATENCY", "WIDTHS"]
+__all__ = ["FrameParser", "beat_layout", "check_beat_width", "PARSE_LAYOUT", "parse_layout",
+           "HEADER_BYTES", "PARSE_LATENCY", "WIDTHS"]
 
 #: Bytes of a frame the decision and the rewrite depend on: two tags (22), a 60-byte
 #: IPv4 header (82), and the TCP header up to its checksum (l4 + 18).
@@ -74,10 +74,7 @@ def beat_layout(width: int) -> data.StructLayout:
     return data.StructLayout({"data": 8 * width, "keep": width, "last": 1, "user": 1})
 
 
-#: One parsed frame. ``ip_part`` = fold(~ip_csum + ~dst_ip_hi + ~dst_ip_lo) and
-#: ``l4_part`` = fold(~l4_csum + ~dst_ip_hi + ~dst_ip_lo + ~dst_port): RFC 1624 eqn. 3
-#: with the old words taken out; the rewriter adds the new ones.
-PARSE_LAYOUT = data.StructLayout({
+_PARSE_FIELDS = {
     "reason": 4,
     "rx_error": 1,
     "oversize": 1,
@@ -89,7 +86,28 @@ PARSE_LAYOUT = data.StructLayout({
     "l4_csum": 16,
     "ip_part": 16,
     "l4_part": 16,
-})
+}
+
+
+def parse_layout(challenge: bool = False) -> data.StructLayout:
+    """One parsed frame. ``ip_part`` = fold(~ip_csum + ~dst_ip_hi + ~dst_ip_lo) and
+    ``l4_part`` = fold(~l4_csum + ~dst_ip_hi + ~dst_ip_lo + ~dst_port): RFC 1624 eqn. 3
+    with the old words taken out; the rewriter adds the new ones.
+
+    With ``challenge`` (SYN authentication, :mod:`hdl.challenge`) also: ``seq`` (the TCP
+    sequence number, 0 for UDP), ``macs`` (frame bytes 0..11, lane order) and the
+    challenge SYN-ACK's partial sums ``ch_ip`` = fold(C_ip + address words) (its IPv4
+    header checksum is the complement) and ``ch_l4`` = fold(C_tcp + address words +
+    ports) (the cookie's words are still to be added), with the constants of
+    :func:`hdl.challenge.challenge_constants`."""
+    if not challenge:
+        return data.StructLayout(_PARSE_FIELDS)
+    return data.StructLayout(_PARSE_FIELDS | {"seq": 32, "macs": 96, "ch_ip": 16,
+                                              "ch_l4": 16})
+
+
+#: One parsed frame without the SYN-authentication fields (:func:`parse_layout`).
+PARSE_LAYOUT = parse_layout()
 
 
 def _byte(v, i: int):
@@ -121,12 +139,15 @@ class FrameParser(wiring.Component):
         Bytes per beat, one of :data:`WIDTHS`.
     max_frame : int
         Longest frame in bytes that is not flagged ``oversize`` (64..65535).
+    challenge : bool
+        Also extract what SYN authentication needs (``parse_layout(True)``: the
+        sequence number, the MAC addresses, the challenge's partial checksums).
 
     Members
     -------
     beat : ``In(stream.Signature(beat_layout(width), always_ready=True))``
         The beats *transferred* on the datapath's input (valid = a transfer this cycle).
-    frame : ``Out(stream.Signature(PARSE_LAYOUT, always_ready=True))``
+    frame : ``Out(stream.Signature(parse_layout(challenge), always_ready=True))``
         One record per frame, :attr:`latency` cycles after its last beat, in frame order.
 
     Raises
@@ -135,16 +156,22 @@ class FrameParser(wiring.Component):
         If ``width`` or ``max_frame`` is out of range.
     """
 
-    def __init__(self, width: int, max_frame: int = 1536):
+    def __init__(self, width: int, max_frame: int = 1536, *, challenge: bool = False):
         check_beat_width(width)
         if not isinstance(max_frame, int) or not 64 <= max_frame <= 65535:
             raise ValueError(f"max_frame must be an integer within 64..65535, not {max_frame!r}")
         self._width = width
         self._max_frame = max_frame
+        self._challenge = bool(challenge)
         super().__init__({
             "beat": In(stream.Signature(beat_layout(width), always_ready=True)),
-            "frame": Out(stream.Signature(PARSE_LAYOUT, always_ready=True)),
+            "frame": Out(stream.Signature(parse_layout(self._challenge), always_ready=True)),
         })
+
+    @property
+    def challenge(self) -> bool:
+        """Whether the records carry the SYN-authentication fields."""
+        return self._challenge
 
     @property
     def width(self) -> int:
@@ -167,6 +194,7 @@ class FrameParser(wiring.Component):
         top = self._max_frame + 1           # saturated length: "more than max_frame"
         beat = self.beat.payload
         take = self.beat.valid
+        layout = parse_layout(self._challenge)
 
         # ---- capture: the header window and the length, beat by beat -----------------
         win = Signal(8 * nbytes, reset_less=True)
@@ -272,7 +300,7 @@ class FrameParser(wiring.Component):
         p2_pairs = [Signal(17, name=f"p2_pair{g}", reset_less=True) for g in range(15)]
         p2_l4w = Signal(8 * 18, name="p2_l4w", reset_less=True)
         p2_tcp = Signal(name="p2_tcp", reset_less=True)
-        p2_rec = Signal(PARSE_LAYOUT, name="p2_rec", reset_less=True)
+        p2_rec = Signal(layout, name="p2_rec", reset_less=True)
         for k in ("valid", "err", "oversize", "c1", "c2", "c3", "c4", "c5"):
             m.d.sync += p2[k].eq(p1[k])
         m.d.sync += [
@@ -312,7 +340,7 @@ class FrameParser(wiring.Component):
         m.d.comb += l4_csum.eq(Mux(p2_tcp, _be16(p2_l4w, 16), _be16(p2_l4w, 6)))
         p3 = stage(p2, "p3")
         p3_sums = tree(p2_pairs, 18, "p3")
-        p3_rec = Signal(PARSE_LAYOUT, name="p3_rec", reset_less=True)
+        p3_rec = Signal(layout, name="p3_rec", reset_less=True)
         dst_port = _be16(p2_l4w, 2)
         nd_hi, nd_lo = ~p2_rec.key.dst_ip[16:], ~p2_rec.key.dst_ip[:16]
         p3_ipc = Signal(16, name="p3_ipc", reset_less=True)    # ~ip_csum
@@ -332,7 +360,7 @@ class FrameParser(wiring.Component):
         # ---- p3: partial sums complete; header 8 -> 4 ------------------------------------
         p4 = stage(p3, "p4")
         p4_sums = tree(p3_sums, 19, "p4")
-        p4_rec = Signal(PARSE_LAYOUT, name="p4_rec", reset_less=True)
+        p4_rec = Signal(layout, name="p4_rec", reset_less=True)
         p4_ip = Signal(18, name="p4_ip", reset_less=True)
         p4_l4 = Signal(18, name="p4_l4", reset_less=True)
         m.d.sync += [p4_rec.eq(p3_rec), p4_ip.eq(p3_ipc + p3_b), p4_l4.eq(p3_la + p3_b)]
@@ -340,7 +368,7 @@ class FrameParser(wiring.Component):
         # ---- p4: first folds; header 4 -> 2 ----------------------------------------------
         p5 = stage(p4, "p5")
         p5_sums = tree(p4_sums, 20, "p5")
-        p5_rec = Signal(PARSE_LAYOUT, name="p5_rec", reset_less=True)
+        p5_rec = Signal(layout, name="p5_rec", reset_less=True)
         p5_ip = Signal(17, name="p5_ip", reset_less=True)
         p5_l4 = Signal(17, name="p5_l4", reset_less=True)
         m.d.sync += [p5_rec.eq(p4_rec), p5_ip.eq(_fold_once(m, p4_ip, "ip_fold1")),
@@ -349,7 +377,7 @@ class FrameParser(wiring.Component):
         # ---- p5: second folds (the partial sums are final); header 2 -> 1 ----------------
         p6 = stage(p5, "p6")
         p6_sum = tree(p5_sums, 21, "p6")[0]
-        p6_rec = Signal(PARSE_LAYOUT, name="p6_rec", reset_less=True)
+        p6_rec = Signal(layout, name="p6_rec", reset_less=True)
         m.d.sync += [p6_rec.eq(p5_rec),
                      p6_rec.ip_part.eq(p5_ip[:16] + p5_ip[16]),
                      p6_rec.l4_part.eq(p5_l4[:16] + p5_l4[16])]
@@ -357,7 +385,7 @@ class FrameParser(wiring.Component):
         # ---- p6: header sum folded once; p7: folded again, check 8, priority ------------
         p7 = stage(p6, "p7")
         p7_sum = Signal(17, name="p7_sum", reset_less=True)
-        p7_rec = Signal(PARSE_LAYOUT, name="p7_rec", reset_less=True)
+        p7_rec = Signal(layout, name="p7_rec", reset_less=True)
         m.d.sync += [p7_sum.eq(_fold_once(m, p6_sum, "hdr_fold1")), p7_rec.eq(p6_rec)]
 
         hsum = Signal(16)
@@ -377,8 +405,50 @@ class FrameParser(wiring.Component):
                 m.d.comb += reason.eq(r)
 
         out_valid = Signal()
-        out = Signal(PARSE_LAYOUT, reset_less=True)
+        out = Signal(layout, reset_less=True)
         m.d.sync += [out_valid.eq(p7["valid"]), out.eq(p7_rec), out.reason.eq(reason),
                      out.rx_error.eq(p7["err"]), out.oversize.eq(p7["oversize"])]
         m.d.comb += [self.frame.valid.eq(out_valid), self.frame.payload.eq(out)]
+        if self._challenge:
+            self._challenge_fields(m, p0_win, p1_ipwin, p2_l4w, p2_tcp,
+                                   (p2_rec, p3_rec, p6_rec, p7_rec))
         return m
+
+    def _challenge_fields(self, m: Module, p0_win, p1_ipwin, p2_l4w, p2_tcp, recs) -> None:
+        """The SYN-authentication fields of :func:`parse_layout`, beside the stages above
+        (one carry chain per stage; assigned after each record's copy of the previous
+        one, so these assignments win): the MACs; the sequence number; ``ch_ip`` =
+        fold(C_ip + address words) and ``ch_l4`` = fold(C_tcp + address words + ports),
+        each folded twice (at most seven 16-bit terms: the second fold is exact)."""
+        from .challenge import challenge_constants  # hdl.challenge imports this module
+
+        _, c_ip, c_tcp = challenge_constants()
+        p2_rec, p3_rec, p6_rec, p7_rec = recs
+        p1_macs = Signal(96, name="p1_macs", reset_less=True)
+        m.d.sync += p1_macs.eq(p0_win[:96])
+        # p1: the address words summed in pairs
+        src, dst = _be32(p1_ipwin, 12), _be32(p1_ipwin, 16)
+        p2_src = Signal(17, name="p2_ch_src", reset_less=True)
+        p2_dst = Signal(17, name="p2_ch_dst", reset_less=True)
+        m.d.sync += [p2_rec.macs.eq(p1_macs), p2_src.eq(src[16:] + src[:16]),
+                     p2_dst.eq(dst[16:] + dst[:16])]
+        # p2: the sequence number; the addresses; the ports
+        p3_addr = Signal(18, name="p3_ch_addr", reset_less=True)
+        p3_ports = Signal(17, name="p3_ch_ports", reset_less=True)
+        m.d.sync += [p3_rec.seq.eq(Mux(p2_tcp, _be32(p2_l4w, 4), 0)),
+                     p3_addr.eq(p2_src + p2_dst),
+                     p3_ports.eq(_be16(p2_l4w, 0) + _be16(p2_l4w, 2))]
+        # p3: + C_ip; addresses + ports
+        p4_ip = Signal(19, name="p4_ch_ip", reset_less=True)
+        p4_l4 = Signal(19, name="p4_ch_l4", reset_less=True)
+        m.d.sync += [p4_ip.eq(p3_addr + c_ip), p4_l4.eq(p3_addr + p3_ports)]
+        # p4: ch_ip folded once; + C_tcp
+        p5_ip = Signal(17, name="p5_ch_ip", reset_less=True)
+        p5_l4 = Signal(20, name="p5_ch_l4", reset_less=True)
+        m.d.sync += [p5_ip.eq(_fold_once(m, p4_ip, "ch_ip_fold1")), p5_l4.eq(p4_l4 + c_tcp)]
+        # p5: ch_ip folded again (final); ch_l4 folded once
+        p6_l4 = Signal(17, name="p6_ch_l4", reset_less=True)
+        m.d.sync += [p6_rec.ch_ip.eq(p5_ip[:16] + p5_ip[16]),
+                     p6_l4.eq(_fold_once(m, p5_l4, "ch_l4_fold1"))]
+        # p6: ch_l4 folded again (final)
+        m.d.sync += p7_rec.ch_l4.eq(p6_l4[:16] + p6_l4[16])

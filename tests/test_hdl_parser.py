@@ -10,6 +10,7 @@ import pytest
 
 from hdl.parser import PARSE_LATENCY, FrameParser, beat_layout
 from l4lb.framegen import MALFORMED, build_frame, frame_mix, fuzz_frame, malform
+from model.frame import challenge_frame
 from model.parse import PROTO_TCP, Reason, parse_frame
 from model.pipeline import Packet
 
@@ -35,10 +36,11 @@ def _fold(s: int) -> int:
 
 
 def run_parser(frames: list[bytes], width: int, gaps: float = 0.0, max_frame: int = 1536,
-               users: list[bool] | None = None, seed: int = 0) -> tuple[list[dict], list[int]]:
+               users: list[bool] | None = None, seed: int = 0, challenge: bool = False
+               ) -> tuple[list[dict], list[int]]:
     """Feed the frames (beats with random idle cycles); returns the records and the
     cycles from each last beat to its record."""
-    dut = FrameParser(width, max_frame=max_frame)
+    dut = FrameParser(width, max_frame=max_frame, challenge=challenge)
     rng = random.Random(seed)
     got: list[dict] = []
     last_at: list[int] = []
@@ -75,6 +77,9 @@ def run_parser(frames: list[bytes], width: int, gaps: float = 0.0, max_frame: in
                      "tcp_flags": int(v.tcp_flags), "tags": int(v.tags), "ihl": int(v.ihl),
                      "ip_csum": int(v.ip_csum), "l4_csum": int(v.l4_csum),
                      "ip_part": int(v.ip_part), "l4_part": int(v.l4_part)})
+        if challenge:
+            recs[-1] |= {"seq": int(v.seq), "macs": int(v.macs), "ch_ip": int(v.ch_ip),
+                         "ch_l4": int(v.ch_l4)}
     return recs, lat
 
 
@@ -171,3 +176,38 @@ def test_constructor_validation():
     with pytest.raises(ValueError, match="max_frame must be an integer within 64..65535, not 10"):
         FrameParser(8, max_frame=10)
     assert beat_layout(8).size == 64 + 8 + 2
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_challenge_fields_match_the_model(width):
+    """With ``challenge``: the sequence number, the MACs, and partial sums from which one
+    cookie addition and a complement give exactly the checksums of the model's
+    challenge SYN-ACK (model.frame.challenge_frame), for random TCP frames (tags,
+    options, payloads); the other records are unchanged."""
+    rng = random.Random(100 + width)
+    frames = []
+    for p in _packets(rng, 120):
+        f = bytearray(build_frame(rng, Packet(p.src_ip, p.dst_ip, p.src_port, p.dst_port,
+                                              6 if rng.random() < 0.8 else 17, 0x02)))
+        frames.append(bytes(f))
+    frames += list(frame_mix(rng, _packets(rng, 30), malformed=0.5))
+    recs, lat = run_parser(frames, width, gaps=0.3, challenge=True)
+    assert set(lat) == {PARSE_LATENCY}
+    check_against_model(frames, recs)
+    n = 0
+    for f, r in zip(frames, recs, strict=True):
+        p = parse_frame(f)
+        if not p.ok:
+            continue
+        assert r["seq"] == p.packet.seq and r["macs"] == int.from_bytes(f[:12], "little")
+        if p.packet.proto != PROTO_TCP:
+            assert r["seq"] == 0
+            continue
+        cookie = rng.getrandbits(32)
+        reply = challenge_frame(f, p, cookie)
+        l3 = p.l3
+        assert ~r["ch_ip"] & 0xFFFF == int.from_bytes(reply[l3 + 10:l3 + 12], "big")
+        tcp = ~_fold(r["ch_l4"] + (cookie >> 16) + (cookie & 0xFFFF)) & 0xFFFF
+        assert tcp == int.from_bytes(reply[l3 + 36:l3 + 38], "big")
+        n += 1
+    assert n > 60
