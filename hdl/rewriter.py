@@ -11,7 +11,10 @@ the frame's beats (from the frame buffer), and emits the frame exactly as
 * load-balanced: destination address and port replaced by the DIP's, the IPv4 header
   checksum and the TCP/UDP checksum updated by RFC 1624 eqn. 3 (``HC' = ~(~HC + ~m +
   m')``, the ``~HC + ~m`` part computed by the parser), a UDP checksum of 0 kept 0 and
-  an updated UDP checksum of 0 sent as 0xFFFF (:func:`model.frame.rewrite_destination`).
+  an updated UDP checksum of 0 sent as 0xFFFF (:func:`model.frame.rewrite_destination`);
+* with ``challenge`` (SYN authentication): a CHALLENGE is replaced by the SYN-ACK of
+  :func:`model.frame.challenge_frame` (:mod:`hdl.challenge`; its TCP checksum gets the
+  cookie's words in c2..c5 beside the rewrite's sums), VERIFY and UNVERIFIED are dropped.
 
 Every rewritten field is a 16-bit word at an even byte offset below 100 (``l3 = 14 +
 4 * tags`` and ``l4 = l3 + 4 * ihl`` are even, and beats hold an even number of bytes),
@@ -48,13 +51,14 @@ from amaranth.lib.wiring import In, Out
 
 from model.layout import Action
 
+from .challenge import CHALLENGE_LAYOUT, ChallengeBeats
 from .fifo import StreamFifo, up_down_thermometer
 from .parser import HEADER_BYTES, beat_layout, check_beat_width
 
-__all__ = ["Rewriter", "RECORD_LAYOUT", "DEST_LAYOUT", "REWRITE_LATENCY"]
+__all__ = ["Rewriter", "RECORD_LAYOUT", "DEST_LAYOUT", "REWRITE_LATENCY", "record_layout",
+           "dest_layout"]
 
-#: What the datapath keeps per frame between the parser and the rewriter.
-RECORD_LAYOUT = data.StructLayout({
+_RECORD_FIELDS = {
     "drop": 1,      # drop whatever the core says (policy, rx error, oversize)
     "core": 1,      # the frame went through the core: take its decision
     "tags": 2,
@@ -63,10 +67,31 @@ RECORD_LAYOUT = data.StructLayout({
     "udp_zero": 1,  # a UDP frame without checksum (0): no L4 checksum patch
     "ip_part": 16,  # fold(~HC + ~old address words)
     "l4_part": 16,  # fold(~HC + ~old address words + ~old port)
-})
+}
 
-#: The part of the core's decision the rewriter needs.
-DEST_LAYOUT = data.StructLayout({"action": 2, "ip": 32, "port": 16})
+
+def record_layout(challenge: bool = False) -> data.StructLayout:
+    """What the datapath keeps per frame between the parser and the rewriter; with
+    ``challenge`` also the SYN's MACs, addresses and ports and the parser's ``ch_ip``,
+    ``ch_l4`` (:func:`hdl.parser.parse_layout`) for a challenge reply."""
+    if not challenge:
+        return data.StructLayout(_RECORD_FIELDS)
+    return data.StructLayout(_RECORD_FIELDS | {
+        "macs": 96, "src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16,
+        "ch_ip": 16, "ch_l4": 16})
+
+
+def dest_layout(challenge: bool = False) -> data.StructLayout:
+    """The part of the core's decision the rewriter needs; with ``challenge`` the 3-bit
+    action and the cookie."""
+    if not challenge:
+        return data.StructLayout({"action": 2, "ip": 32, "port": 16})
+    return data.StructLayout({"action": 3, "ip": 32, "port": 16, "cookie": 32})
+
+
+#: :func:`record_layout` and :func:`dest_layout` without SYN authentication.
+RECORD_LAYOUT = record_layout()
+DEST_LAYOUT = dest_layout()
 
 #: Cycles from a record (and decision) being joined to the first beat on ``m`` when the
 #: beats are there and ``m`` is ready: c1..c6, the verdict queue (2), v2, out.
@@ -84,12 +109,15 @@ class Rewriter(wiring.Component):
     ----------
     width : int
         Bytes per beat (one of :data:`hdl.parser.WIDTHS`).
+    challenge : bool
+        SYN authentication: CHALLENGE decisions are answered, VERIFY and UNVERIFIED
+        dropped.
 
     Members
     -------
-    rec : ``In(stream.Signature(RECORD_LAYOUT))``
+    rec : ``In(stream.Signature(record_layout(challenge)))``
         One record per frame, in frame order.
-    dec : ``In(stream.Signature(DEST_LAYOUT))``
+    dec : ``In(stream.Signature(dest_layout(challenge)))``
         One decision per record with ``core = 1``, in the same order.
     beats : ``In(stream.Signature(beat_layout(width)))``
         The frames' beats, in the same order (the frame buffer).
@@ -106,12 +134,13 @@ class Rewriter(wiring.Component):
         If ``width`` is not supported.
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, *, challenge: bool = False):
         check_beat_width(width)
         self._width = width
+        self._challenge = bool(challenge)
         super().__init__({
-            "rec": In(stream.Signature(RECORD_LAYOUT)),
-            "dec": In(stream.Signature(DEST_LAYOUT)),
+            "rec": In(stream.Signature(record_layout(self._challenge))),
+            "dec": In(stream.Signature(dest_layout(self._challenge))),
             "beats": In(stream.Signature(beat_layout(width))),
             "m": Out(stream.Signature(beat_layout(width))),
             "frame_done": Out(1),
@@ -131,8 +160,10 @@ class Rewriter(wiring.Component):
         rec, dec = self.rec.payload, self.dec.payload
         patch_layout = data.StructLayout({"en": 1, "beat": range(nb + 1), "lane": W // 2,
                                           "value": 16})
+        ch = self._challenge
         _VERDICT = data.StructLayout({"drop": 1, "rw": 1,
-                                      "p": data.ArrayLayout(patch_layout, _PATCHES)})
+                                      "p": data.ArrayLayout(patch_layout, _PATCHES)}
+                                     | ({"ch": 1, "reply": CHALLENGE_LAYOUT} if ch else {}))
 
         # ---- join: record and decision taken while the verdict queue has credit ---------
         # The verdict is computed in a free-running pipeline (one carry chain per stage)
@@ -163,9 +194,14 @@ class Rewriter(wiring.Component):
         c1 = Signal(data.StructLayout({
             "drop": 1, "rw": 1, "tags": 2, "ihl": 4, "tcp": 1, "udp_zero": 1,
             "ip": 32, "port": 16, "ip_part": 16, "l4_part": 16}), reset_less=True)
+        if ch:
+            drop_action = (dec.action == Action.DROP) | (dec.action == Action.VERIFY) | \
+                (dec.action == Action.UNVERIFIED)
+        else:
+            drop_action = dec.action == Action.DROP
         m.d.sync += [
             c1_valid.eq(go),
-            c1.drop.eq(rec.drop | (rec.core & (dec.action == Action.DROP))),
+            c1.drop.eq(rec.drop | (rec.core & drop_action)),
             c1.rw.eq(~rec.drop & rec.core & (dec.action == Action.LB)),
             c1.tags.eq(rec.tags), c1.ihl.eq(rec.ihl), c1.tcp.eq(rec.tcp),
             c1.udp_zero.eq(rec.udp_zero), c1.ip.eq(dec.ip), c1.port.eq(dec.port),
@@ -230,6 +266,8 @@ class Rewriter(wiring.Component):
             m.d.sync += [c6.p[k].en.eq(ens[k]), c6.p[k].beat.eq(c5_beat[k]),
                          c6.p[k].lane.eq(c5_lane[k]), c6.p[k].value.eq(values[k])]
         m.d.comb += [vq.w.valid.eq(c6_valid), vq.w.payload.eq(c6)]
+        if ch:
+            self._challenge_verdict(m, go, rec, dec, nxt, c6)
 
         # ---- v2: the verdict of the frame whose beats pass now ---------------------------
         v2_valid = Signal()
@@ -272,10 +310,53 @@ class Rewriter(wiring.Component):
                 lane = Mux(hit[k] & v2.p[k].lane[j], Cat(v[8:], v[:8]), lane)
             m.d.comb += patched[16 * j:16 * j + 16].eq(lane)
         emit = Signal()
-        m.d.comb += emit.eq(consume & ~v2.drop)
+        if not ch:
+            m.d.comb += emit.eq(consume & ~v2.drop)
+            with m.If(emit):
+                m.d.sync += [o.data.eq(patched), o.keep.eq(beat.keep), o.last.eq(beat.last),
+                             o.user.eq(0), o_valid.eq(1)]
+            with m.Elif(self.m.ready):
+                m.d.sync += o_valid.eq(0)
+            return m
+        # a challenge: the reply's beats in place of the SYN's, its rest consumed unsent
+        m.submodules.reply = reply = ChallengeBeats(W)
+        m.d.comb += [reply.fields.eq(v2.reply), reply.index.eq(ob),
+                     reply.beat_in.eq(beat.data),
+                     emit.eq(consume & ~v2.drop & ~(v2.ch & reply.past))]
         with m.If(emit):
-            m.d.sync += [o.data.eq(patched), o.keep.eq(beat.keep), o.last.eq(beat.last),
+            m.d.sync += [o.data.eq(Mux(v2.ch, reply.data, patched)),
+                         o.keep.eq(Mux(v2.ch, reply.keep, beat.keep)),
+                         o.last.eq(Mux(v2.ch, reply.last, beat.last)),
                          o.user.eq(0), o_valid.eq(1)]
         with m.Elif(self.m.ready):
             m.d.sync += o_valid.eq(0)
         return m
+
+    def _challenge_verdict(self, m: Module, go, rec, dec, nxt, c6) -> None:
+        """The challenge part of the verdict, beside c1..c6: whether the frame is
+        answered, the reply's fields, its IPv4 checksum (the complement of the parser's
+        ``ch_ip``) and its TCP checksum (``ch_l4`` + the cookie's two words, folded
+        twice, complemented), one carry chain per stage."""
+        cx_layout = data.StructLayout({"ch": 1, "f": CHALLENGE_LAYOUT, "ch_l4": 16})
+        c1x = Signal(cx_layout, name="c1_ch", reset_less=True)
+        f = c1x.f
+        m.d.sync += [
+            c1x.ch.eq(go & ~rec.drop & rec.core & (dec.action == Action.CHALLENGE)),
+            f.macs.eq(rec.macs), f.src_ip.eq(rec.src_ip), f.dst_ip.eq(rec.dst_ip),
+            f.src_port.eq(rec.src_port), f.dst_port.eq(rec.dst_port),
+            f.cookie.eq(dec.cookie), f.ip_csum.eq(~rec.ch_ip), f.tags.eq(rec.tags),
+            c1x.ch_l4.eq(rec.ch_l4),
+        ]
+        c2x = nxt(c1x, "c2_ch")
+        c2_s = Signal(17, name="c2_ch_sum", reset_less=True)
+        m.d.sync += c2_s.eq(c1x.ch_l4 + c1x.f.cookie[16:])
+        c3x = nxt(c2x, "c3_ch")
+        c3_s = Signal(18, name="c3_ch_sum", reset_less=True)
+        m.d.sync += c3_s.eq(c2_s + c2x.f.cookie[:16])
+        c4x = nxt(c3x, "c4_ch")
+        c4_s = Signal(17, name="c4_ch_sum", reset_less=True)
+        m.d.sync += c4_s.eq(c3_s[:16] + c3_s[16:])
+        c5x = nxt(c4x, "c5_ch")
+        c5_s = Signal(16, name="c5_ch_sum", reset_less=True)
+        m.d.sync += c5_s.eq(c4_s[:16] + c4_s[16])
+        m.d.sync += [c6.ch.eq(c5x.ch), c6.reply.eq(c5x.f), c6.reply.tcp_csum.eq(~c5_s)]

@@ -9,9 +9,10 @@ import random
 
 import pytest
 
+from hdl.challenge import challenge_constants
 from hdl.rewriter import REWRITE_LATENCY, Rewriter
 from l4lb.framegen import build_frame
-from model.frame import rewrite_destination
+from model.frame import challenge_frame, rewrite_destination
 from model.layout import Action
 from model.parse import PROTO_TCP, parse_frame
 from model.pipeline import Packet
@@ -61,15 +62,17 @@ def udp_to_ffff(rng: random.Random, pkt: Packet, dip: int, port: int) -> bytes:
 
 
 def run(frames: list[bytes], recs: list[dict], decs: list[dict | None], width: int,
-        ready=None, dec_delay: int = 0) -> tuple[list[bytes], list[int]]:
-    dut = Rewriter(width)
+        ready=None, dec_delay: int = 0, challenge: bool = False
+        ) -> tuple[list[bytes], list[int]]:
+    dut = Rewriter(width, challenge=challenge)
     ready = ready or itertools.repeat(1)
     beats = [b for f in frames for b in beats_of(f, width)]
     core_decs = [d for d in decs if d is not None]
     out: list[bytes] = []
     firsts: list[int] = []
+    dropped = (Action.DROP, Action.VERIFY, Action.UNVERIFIED)
     n_out = sum(1 for r, d in zip(recs, decs, strict=True)
-                if not r["drop"] and not (d and d["action"] == Action.DROP))
+                if not r["drop"] and not (d and d["action"] in dropped))
 
     async def tb(ctx):
         bi = ri = di = 0
@@ -152,6 +155,54 @@ def test_one_beat_frames_one_per_cycle():
     got, firsts = run(frames, recs, decs, 64)
     assert got == want
     assert firsts[0] == REWRITE_LATENCY and firsts[-1] - firsts[0] == len(frames) - 1
+
+
+def challenge_record_of(frame: bytes, drop: bool = False) -> dict:
+    """:func:`record_of` with the SYN-authentication fields the parser adds."""
+    p = parse_frame(frame)
+    k = p.packet
+    _, c_ip, c_tcp = challenge_constants()
+    addr = (k.src_ip >> 16) + (k.src_ip & 0xFFFF) + (k.dst_ip >> 16) + (k.dst_ip & 0xFFFF)
+    return record_of(frame, drop) | {
+        "macs": int.from_bytes(frame[:12], "little"), "src_ip": k.src_ip,
+        "dst_ip": k.dst_ip, "src_port": k.src_port, "dst_port": k.dst_port,
+        "ch_ip": _fold(c_ip + addr), "ch_l4": _fold(c_tcp + addr + k.src_port + k.dst_port)}
+
+
+@pytest.mark.parametrize("width", [8, 16, 32, 64])
+def test_challenge_replies_match_the_model(width):
+    """With ``challenge``: CHALLENGE frames (0-2 tags, options, payloads, padding) leave
+    as model.frame.challenge_frame's SYN-ACK, VERIFY and UNVERIFIED are dropped, LB,
+    FORWARD and DROP as without; output backpressure and late decisions."""
+    rng = random.Random(50 + width)
+    frames, recs, decs, want = [], [], [], []
+    for _ in range(100):
+        kind = rng.choice(("challenge", "challenge", "challenge", "lb", "forward", "drop",
+                           "verify", "unverified", "rec_drop"))
+        proto = 6 if kind in ("challenge", "verify", "unverified") else rng.choice((6, 17))
+        pkt = Packet(rng.getrandbits(32), rng.getrandbits(32), rng.getrandbits(16),
+                     rng.getrandbits(16), proto, 0x02)
+        f = build_frame(rng, pkt, payload=rng.choice((0, 0, 5, 300)))
+        dip, port, cookie = rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(32)
+        frames.append(f)
+        recs.append(challenge_record_of(f, drop=kind == "rec_drop"))
+        act = {"lb": Action.LB, "forward": Action.FORWARD, "drop": Action.DROP,
+               "challenge": Action.CHALLENGE, "verify": Action.VERIFY,
+               "unverified": Action.UNVERIFIED}.get(kind)
+        lb = act == Action.LB
+        decs.append(None if act is None else {
+            "action": act, "ip": dip if lb else pkt.dst_ip, "port": port if lb else pkt.dst_port,
+            "cookie": cookie if act == Action.CHALLENGE else 0})
+        if lb:
+            want.append(rewrite_destination(f, parse_frame(f), dip, port))
+        elif kind == "forward":
+            want.append(f)
+        elif kind == "challenge":
+            want.append(challenge_frame(f, parse_frame(f), cookie))
+    assert sum(len(w) in (54, 58, 62) for w in want) > 20
+    got, _ = run(frames, recs, decs, width, ready=itertools.cycle([1, 1, 0, 1, 0, 0, 1]),
+                 dec_delay=3, challenge=True)
+    assert got == want
 
 
 def test_constructor_validation():
