@@ -29,13 +29,14 @@ from model.config import Config, clog2
 from model.hashing import FIELD_ORDERS
 from model.layout import memory_specs
 from model.lifecycle import AUTH_TAG_BITS
-from model.network import require_no_network
-from model.pipeline import DECISION_FIELDS, LIFECYCLE_DECISION_FIELDS
+from model.network import PORT_BITS
+from model.pipeline import decision_fields
 from model.vectors import manifest, vector_format
 
 __all__ = [
     "TEMPLATE_DIR",
     "LIBRARY_FILES",
+    "NETWORK_LIBRARY_FILES",
     "DEFAULT_PART",
     "DEFAULT_CLOCK_NS",
     "CXXFLAGS",
@@ -55,10 +56,15 @@ __all__ = [
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "hls"
 
 #: Hand-written library headers, copied verbatim (not templates).
-LIBRARY_FILES = ("l4lb_core.h", "l4lb_kernel.h")
+LIBRARY_FILES = ("l4lb_core.h",)
 
-#: Generated files and the Jinja2 template of each.
+#: Hand-written library headers copied only for a config with a ``[network]`` table.
+NETWORK_LIBRARY_FILES = ("l4lb_network.h",)
+
+#: Generated files and the Jinja2 template of each. (``l4lb_kernel.h`` renders to the
+#: same text for every config without ``[network]``.)
 TEMPLATES = {
+    "l4lb_kernel.h": "l4lb_kernel.h.j2",
     "l4lb_config.h": "l4lb_config.h.j2",
     "l4lb_kernel.cpp": "l4lb_kernel.cpp.j2",
     "l4lb_tb.cpp": "l4lb_tb.cpp.j2",
@@ -109,6 +115,16 @@ _STORAGE = {
              "a verification or a verified SYN writes one"),
     "auth_key": (True, None, "two 64-bit keys in registers (partitioned)"),
     "auth_epoch": (True, None, "one bit in a register"),
+    # the [network] table (network configs only)
+    "rev": (True, None,
+            "the return path, registers (partitioned, so no BIND_STORAGE): a CAM whose "
+            "dip_capacity words are all compared with the packet's source at once"),
+    "route": (True, None,
+              "next-hop routes, registers (partitioned): every prefix compared with the "
+              "destination at once, the longest (lowest index on a tie) chosen by a tree"),
+    "port_mac": (False, ("ram_s2p", "lutram"),
+                 "source MACs of the ports: written by the control plane, read by the "
+                 "deparser outside the kernel, not by the decision"),
 }
 
 
@@ -130,13 +146,13 @@ def hls_context(cfg: Config, *, part: str = DEFAULT_PART,
 
     ``kinds`` groups the memories of :func:`model.layout.memory_specs` by kind (conn<i>
     and transit<j> are one kind each, one C++ array); ``mems`` lists every memory in
-    write-port id order. A config with a ``[network]`` table is refused
-    (:class:`model.network.NetworkUnsupported`): the kernel does not route yet.
+    write-port id order. ``net`` is None without a ``[network]`` table, else the
+    route memory's geometry (the kernel then implements the return path and
+    forwarding, l4lb_network.h).
     """
-    require_no_network(cfg, "HLS generator")
     lc = cfg.lifecycle
     g, s = cfg.geometry, cfg.salts
-    specs = memory_specs(g, cfg.lifecycle)
+    specs = memory_specs(g, cfg.lifecycle, cfg.network)
     mem_fields = {m["name"]: m["fields"] for m in manifest(cfg)["memories"]}
     count_names = {"conn": "n_stages", "transit": "transit_hashes", "act": "n_stages",
                    "auth": "auth_ways"}
@@ -182,12 +198,22 @@ def hls_context(cfg: Config, *, part: str = DEFAULT_PART,
         "roles": roles,
         "auth_tag_bits": AUTH_TAG_BITS,
         "auth_salts": [f"0x{x:08x}u" for x in s.auth],
-        "decision_fields": list(LIFECYCLE_DECISION_FIELDS if lc.enabled else DECISION_FIELDS),
+        "decision_fields": list(decision_fields(cfg)),
         "lc": lc,
+        "net": _network_context(cfg),
         "vectors_format": vector_format(cfg),
         "part": part,
         "clock_ns": clock_ns,
     }
+
+
+def _network_context(cfg: Config) -> dict | None:
+    net = cfg.network
+    if not net.enabled:
+        return None
+    return {"ports": len(net.ports), "routes": len(net.routes),
+            "route_capacity": net.route_capacity,
+            "route_index_bits": clog2(net.route_capacity), "port_bits": PORT_BITS}
 
 
 # ---- rendering ----------------------------------------------------------------------
@@ -208,7 +234,8 @@ def render_hls(cfg: Config, *, part: str = DEFAULT_PART,
     """All HLS files of ``cfg``: file name -> text (library headers included)."""
     ctx = hls_context(cfg, part=part, clock_ns=clock_ns)
     env = _environment()
-    out = {name: (TEMPLATE_DIR / name).read_text() for name in LIBRARY_FILES}
+    library = LIBRARY_FILES + (NETWORK_LIBRARY_FILES if ctx["net"] else ())
+    out = {name: (TEMPLATE_DIR / name).read_text() for name in library}
     for name, template in TEMPLATES.items():
         out[name] = env.get_template(template).render(ctx)
     return out
