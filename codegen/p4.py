@@ -16,8 +16,9 @@ memory          P4 object (same name in both programs, control ``SwitchIngress``
 ``transit<j>``  1-bit register array ``transit<j>`` (TransitTable Bloom filter)
 ==============  =====================================================================
 
-A config with a ``[network]`` table adds ``rev_table``, ``route_table`` (LPM) and the
-register array ``port_mac`` (codegen/p4_network.py; v1model only).
+A config with a ``[network]`` table adds ``rev_table``, ``route_table`` (LPM) and
+``port_mac``: a register array on v1model, the exact table ``port_mac_table`` on TNA
+(48-bit words; :func:`tna_entry`) (codegen/p4_network.py).
 
 The table contents are one list of :class:`TableAdd` / :class:`RegisterWrite` entries
 (:func:`entries`), rendered as ``simple_switch_CLI`` commands
@@ -41,9 +42,9 @@ from model.config import Config, Geometry, clog2
 from model.hashing import AUTH_FIELDS, FIELD_ORDERS
 from model.layout import memory_specs, unpack_dip
 from model.lifecycle import lifecycle_unsupported, require_no_lifecycle
-from model.network import format_mac, network_unsupported, require_no_network
+from model.network import PORT_BITS, format_mac
 
-from .p4_network import match_key, rev_entry, route_entry
+from .p4_network import TNA_PORT_MAC_TABLE, match_key, rev_entry, route_entry
 
 __all__ = [
     "P4GenError",
@@ -373,7 +374,6 @@ def render_tna(cfg: Config) -> str:
     if why is not None:
         raise P4GenError(why)
     require_no_lifecycle(cfg, "P4 TNA generator")
-    require_no_network(cfg, "P4 TNA generator")
     return _env().get_template("l4lb_tna.p4.j2").render(**_context(cfg, "tna"))
 
 
@@ -548,8 +548,16 @@ def render_entries_bmv2(cfg: Config, images: dict[str, list[int]]) -> str:
 def tna_entry(cfg: Config, e: Entry) -> Entry:
     """``e`` as the TNA program holds it. With a prime Maglev size M, model word
     ``slot * M + index`` of ``maglev`` is word ``slot ++ index`` of the padded register
-    ``maglev``, or word ``index`` of the bank ``maglev<slot>`` (:func:`tna_maglev_banked`)."""
+    ``maglev``, or word ``index`` of the bank ``maglev<slot>`` (:func:`tna_maglev_banked`).
+    A ``port_mac`` word (48 bits, wider than a Tofino register word) is the entry of
+    port ``index`` in the exact table ``port_mac_table`` (its default, for an unwritten
+    port, is the model's zero word)."""
     g = cfg.geometry
+    if isinstance(e, RegisterWrite) and e.register == "port_mac":
+        table, action = TNA_PORT_MAC_TABLE
+        return TableAdd(table, action, (("port", e.index, PORT_BITS),),
+                        (("mac", e.value, 48),),
+                        f"port {e.index}: source MAC {format_mac(e.value)}")
     if isinstance(e, RegisterWrite) and e.register == "maglev" and not g.maglev_pow2:
         slot, index = divmod(e.index, g.maglev_size)
         if tna_maglev_banked(g):
@@ -573,6 +581,10 @@ def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
         [("maglev_mod_lo", f"i % {g.maglev_size}")]
         if _tna_mod_lo(g) else [])
     ctx["mod_values"] = 1 << TNA_MOD_HALF_BITS
+    ctx["network"] = cfg.network.enabled
+    if "port_mac" in ctx["counts"]:
+        ctx["counts"] = {(TNA_PORT_MAC_TABLE[0] if k == "port_mac" else k): n
+                         for k, n in ctx["counts"].items()}
     return _env().get_template("entries_bfrt.py.j2").render(**ctx)
 
 
@@ -581,16 +593,15 @@ def write_p4(cfg: Config, outdir: str | Path,
     """Write :data:`PROGRAM_FILES` into ``outdir``; returns the paths written.
 
     ``images`` default to :func:`default_images`. When the config cannot run on Tofino
-    (:func:`tna_unsupported`, or a connection lifecycle or ``[network]`` table the TNA
-    program does not have yet), the two TNA files are replaced by ``TNA_SKIPPED.txt``
+    (:func:`tna_unsupported`, or a connection lifecycle the TNA program does not have
+    yet), the two TNA files are replaced by ``TNA_SKIPPED.txt``
     holding the reason, and a warning is issued."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     imgs = default_images(cfg) if images is None else images
     files = {"l4lb_v1model.p4": render_v1model(cfg),
              "entries_bmv2.txt": render_entries_bmv2(cfg, imgs)}
-    why = (tna_unsupported(cfg) or lifecycle_unsupported(cfg, "P4 TNA generator")
-           or network_unsupported(cfg, "P4 TNA generator"))
+    why = tna_unsupported(cfg) or lifecycle_unsupported(cfg, "P4 TNA generator")
     if why is None:
         files["l4lb_tna.p4"] = render_tna(cfg)
         files["entries_bfrt.py"] = render_entries_bfrt(cfg, imgs)

@@ -2,8 +2,8 @@
 by longest-prefix route, port MACs, and the return path; constants, decision fields and
 the table entries of the ``rev``, ``route`` and ``port_mac`` memories.
 
-The v1model program implements it; the TNA generator refuses such configs for now
-(:func:`model.network.require_no_network`).
+Both programs implement it, with the same tables and entries; TNA holds ``port_mac``
+in an exact table instead of a register (48-bit words; ``codegen.p4.tna_entry``).
 
 ==============  =====================================================================
 memory          P4 object (control ``SwitchIngress``)
@@ -16,7 +16,9 @@ memory          P4 object (control ``SwitchIngress``)
                 lowest valid index wins a duplicate (the model's "longest prefix, then
                 lowest index": two routes of one length and different prefixes never
                 both match an address)
-``port_mac``    48-bit register array ``port_mac``, read at the route's port
+``port_mac``    v1model: 48-bit register array ``port_mac``, read at the route's port;
+                TNA: exact table ``port_mac_table`` on the route's port ->
+                ``set_src_mac(mac)``, default ``set_src_mac(0)`` (the zero word)
 ==============  =====================================================================
 """
 
@@ -27,7 +29,8 @@ import ipaddress
 from model.config import Config, clog2
 from model.network import PORT_BITS, unpack_rev, unpack_route
 
-__all__ = ["NETWORK_DECISION_HEADER", "NETWORK_TABLES", "network_defines",
+__all__ = ["NETWORK_DECISION_HEADER", "NETWORK_TABLES", "TNA_PORT_MAC_TABLE",
+           "network_defines",
            "network_context", "rev_entry", "route_entry", "match_key"]
 
 #: The exported decision of a ``[network]`` config ends with the route of the frame
@@ -36,6 +39,10 @@ NETWORK_DECISION_HEADER = (("route_hit", 8), ("route", 16), ("port", 16))
 
 #: Memory -> the match-action table that holds it.
 NETWORK_TABLES = {"rev": "rev_table", "route": "route_table"}
+
+#: TNA: (table, action) holding memory ``port_mac``; a 48-bit word does not fit a
+#: 32-bit Tofino register word, and an exact table keyed by port needs no split.
+TNA_PORT_MAC_TABLE = ("port_mac_table", "set_src_mac")
 
 
 def network_defines(cfg: Config) -> list[tuple[str, int, str]]:

@@ -22,12 +22,10 @@ from model.config import Config, is_prime, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Every shipped config; the TNA generator refuses the connection lifecycle
-#: (examples/lifecycle.toml) and the [network] table (examples/network.toml) until it
-#: implements them (tests/test_lifecycle.py, tests/test_p4_network.py check).
+#: (examples/lifecycle.toml) until it implements it (tests/test_lifecycle.py checks).
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.toml"))
 TNA_EXAMPLES = [e for e in EXAMPLES
-                if not (c := load_config(ROOT / "examples" / f"{e}.toml")).lifecycle.enabled
-                and not c.network.enabled]
+                if not load_config(ROOT / "examples" / f"{e}.toml").lifecycle.enabled]
 
 #: Compiler warnings docs/p4.md ("Compiler warnings") explains: Tofino 1's egress
 #: parser must parse at least 65 bytes, so bf-p4c pads the (bypassed) egress parser
@@ -188,7 +186,7 @@ def test_random_geometries_compile_with_p4test_and_p4c(cfg, tmp_path_factory):
     _p4test_v1model(cfg, tmp)
     _p4c_bmv2(cfg, tmp)
     if tna_unsupported(cfg) is None and tna_include_dir() is not None \
-            and not cfg.lifecycle.enabled and not cfg.network.enabled:
+            and not cfg.lifecycle.enabled:
         _p4test_tna(cfg, tmp)
 
 
@@ -220,6 +218,7 @@ def test_geometry_strategy_covers_the_space():
     ("default", "tofino"), ("default", "tofino2"),    # power-of-two M: slot ++ index
     ("large", "tofino"), ("large", "tofino2"),        # prime M > 2^16, one bank per slot
     ("small", "tofino"), ("load_aware", "tofino"),    # prime M <= 2^16, padded register
+    ("network", "tofino"), ("network", "tofino2"),    # [network]: return path, LPM route
 ])
 def test_bf_p4c_places_the_tna_program(example, target, tmp_path):
     """The Tofino back end compiles the program to a binary (table placement, PHV, hash

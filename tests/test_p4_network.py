@@ -4,33 +4,44 @@ route_table, port_mac, egress port and MAC rewrite), their table entries, and a 
 replay on one veth per port in which every frame must leave on the model's port, equal
 byte for byte to the model's frame.
 
+The TNA program has no packet-level test (no Tofino model here): its tables, actions
+and decision logic are compared with the v1model program's, its entries with
+v1model's, and its checksum arithmetic (parser residual + deparser update) with the
+model's rewrite; tests/test_p4_compilers.py compiles it with p4test and bf-p4c.
+
 The BMv2 tests need p4c, simple_switch, simple_switch_CLI, root and iproute2, and skip
 with the reason otherwise; the rest runs everywhere."""
 
 from __future__ import annotations
 
 import dataclasses
+import random
+import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from codegen.p4 import (
+    RegisterWrite,
     TableAdd,
     default_images,
     entries,
     entry_for_word,
+    lint_p4,
+    render_entries_bfrt,
     render_entries_bmv2,
     render_tna,
     render_v1model,
+    tna_entry,
     write_p4,
 )
 from l4lb.bmv2 import Runtime, Switch, compile_v1model, unavailable, veth_ports
 from l4lb.bmv2_replay import Codec, NetState, expected_output, frame_of, parse_output, replay
 from model.config import Config, load_config
-from model.frame import FrameDataPlane
+from model.frame import FrameDataPlane, csum16_replace
 from model.layout import Action
-from model.network import NetworkUnsupported, pack_rev, pack_route, unpack_rev, unpack_route
+from model.network import format_mac, pack_rev, pack_route, unpack_rev, unpack_route
 from model.pipeline import DataPlane, Packet, decision_fields
 from model.vectors import Scenario, Step, Write, build_scenario, load_memories, withdraw_vip
 
@@ -69,19 +80,166 @@ def continued(scen: Scenario, ops: list[Write | Packet]) -> Scenario:
 
 # ---- program and entries (no BMv2 needed) ------------------------------------------------
 
-def test_network_program_has_the_tables_and_tna_refuses_it(net_cfg, tmp_path):
+def test_network_program_has_the_tables(net_cfg, tmp_path):
     text = render_v1model(net_cfg)
     for needle in ("table rev_table", "table route_table", "hdr.ipv4.dst_addr : lpm",
                    "register<bit<48>>(PORT_CAPACITY) port_mac;",
                    "standard_metadata.egress_spec = port;", "ACTION_REVERSE = 3w6"):
         assert needle in text, needle
     assert "egress_spec = standard_metadata.ingress_port" not in text
-    with pytest.raises(NetworkUnsupported, match=r"P4 TNA generator: network .*3 ports, "
-                                                 r"6 routes"):
-        render_tna(net_cfg)
-    with pytest.warns(UserWarning, match="TNA program not generated: P4 TNA generator"):
-        names = {p.name for p in write_p4(net_cfg, tmp_path)}
-    assert names == {"l4lb_v1model.p4", "entries_bmv2.txt", "TNA_SKIPPED.txt"}
+    names = {p.name for p in write_p4(net_cfg, tmp_path)}
+    assert names == {"l4lb_v1model.p4", "l4lb_tna.p4", "entries_bmv2.txt", "entries_bfrt.py"}
+
+
+# ---- the TNA program: the v1model program's logic, line by line ---------------------------
+
+def _block(text: str, kind: str, name: str) -> str:
+    """The body of ``action name(...) { ... }`` or ``table name { ... }`` in ``text``."""
+    m = re.search(rf"^\s*{kind} {name}\b[^{{]*\{{", text, re.M)
+    assert m, f"{kind} {name} not found"
+    depth, i = 1, m.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[m.start():i]
+
+
+def _norm(block: str) -> list[str]:
+    """``block``'s statements, comments and blank lines dropped, v1model's names spelt
+    as TNA's (``meta`` -> ``ig_md``, ``egress_spec`` -> ``ucast_egress_port``)."""
+    block = re.sub(r"//[^\n]*", "", block)
+    block = block.replace("meta.", "ig_md.").replace(
+        "standard_metadata.egress_spec", "ig_tm_md.ucast_egress_port")
+    return [ln.strip() for ln in block.splitlines() if ln.strip()]
+
+
+def test_tna_network_program_mirrors_v1model(net_cfg):
+    """The return path and the route are the v1model program's, statement for
+    statement: rev_table and set_reverse identical; route_table identical; set_route
+    identical but for the port MAC, which TNA reads from port_mac_table (48-bit words
+    exceed a Tofino register word) instead of the register port_mac."""
+    v1, tna = render_v1model(net_cfg), render_tna(net_cfg)
+    assert lint_p4(tna) == []
+    for kind, name in (("action", "set_reverse"), ("table", "rev_table"),
+                       ("table", "route_table")):
+        assert _norm(_block(tna, kind, name)) == _norm(_block(v1, kind, name)), name
+    v1_route = _norm(_block(v1, "action", "set_route"))
+    assert v1_route[-2] == "port_mac.read(hdr.ethernet.src_addr, (bit<32>)port);"
+    assert _norm(_block(tna, "action", "set_route")) == v1_route[:-2] + ["}"]
+    assert _norm(_block(tna, "action", "set_src_mac")) == [
+        "action set_src_mac(bit<48> mac) {", "hdr.ethernet.src_addr = mac;", "}"]
+    assert _norm(_block(tna, "table", "port_mac_table")) == [
+        "table port_mac_table {", "key = {", 'ig_md.dec.port : exact @name("port");', "}",
+        "actions = { set_src_mac; }", "default_action = set_src_mac(0);",
+        "size = PORT_CAPACITY;", "}"]
+    # no route: counted and dropped (TNA: drop_ctl, v1model: mark_to_drop)
+    assert _norm(_block(tna, "action", "no_route")) == [
+        "action no_route() {", "no_route_drops.count(1w0);", "ig_dprsr_md.drop_ctl = 1;", "}"]
+    # the egress port is the route's only; LB's destination address is rewritten in
+    # set_dip, so that route_table matches it one stage later (an LB rewrite of the
+    # v1model program's apply block moved into the action, nothing else)
+    assert "ig_tm_md.ucast_egress_port = ig_intr_md.ingress_port" not in tna
+    assert tna.count("ig_tm_md.ucast_egress_port =") == 1
+    assert "hdr.ipv4.dst_addr = dip_ip;" in _block(tna, "action", "set_dip")
+    assert re.sub(r"//[^\n]*", "", tna).count("hdr.ipv4.dst_addr =") == 1
+    # the apply block: rev_table for a TCP/UDP non-VIP packet; the route for every
+    # parsed frame but a DROP; port_mac_table on a route hit; unparsed frames dropped
+    apply = _norm(tna[tna.index("    apply {\n        // the egress port"):])
+    i = apply.index("} else if (hdr.tcp.isValid() || hdr.udp.isValid()) {")
+    assert apply[i + 1:i + 3] == ["rev_table.apply();",
+                                  "if (ig_md.dec.action_code == ACTION_REVERSE) {"]
+    j = apply.index("if (!hdr.tcp.isValid() && !hdr.udp.isValid()) {")
+    assert apply[j:j + 8] == [
+        "if (!hdr.tcp.isValid() && !hdr.udp.isValid()) {", "ig_dprsr_md.drop_ctl = 1;",
+        "} else if (ig_md.dec.action_code != ACTION_DROP) {", "route_table.apply();",
+        "if (ig_md.dec.route_hit == 1) {", "port_mac_table.apply();", "}", "}"]
+    assert apply[j + 8] == "decision_export.apply();"
+    # the source rewrite: the VIP's address and port, checksums flagged as for LB
+    rev = apply[i + 3:j]
+    for stmt in ("ig_md.update_ipv4_csum = true;", "ig_md.update_tcp_csum = true;",
+                 "hdr.tcp.src_port = ig_md.dec.dip_port;", "if (hdr.udp.checksum != 0) {",
+                 "ig_md.update_udp_csum = true;", "hdr.udp.src_port = ig_md.dec.dip_port;",
+                 "hdr.ipv4.src_addr = ig_md.dec.dip_ip;"):
+        assert stmt in rev, stmt
+    # checksums: the parser subtracts both addresses and ports, the deparser adds both
+    for l4 in ("tcp", "udp"):
+        for field in ("hdr.ipv4.src_addr", "hdr.ipv4.dst_addr", f"hdr.{l4}.src_port",
+                      f"hdr.{l4}.dst_port", f"hdr.{l4}.checksum"):
+            assert f"{l4}_csum.subtract({{ {field} }});" in tna, (l4, field)
+        update = tna.split(f"hdr.{l4}.checksum = {l4}_csum.update(", 1)[1].split(";")[0]
+        assert re.findall(r"hdr\.\w+\.\w+|ig_md\.\w+", update) == [
+            "hdr.ipv4.src_addr", "hdr.ipv4.dst_addr", f"hdr.{l4}.src_port",
+            f"hdr.{l4}.dst_port", "ig_md.l4_csum_residual"]
+
+
+def _ones(*words: int) -> int:
+    """Ones'-complement sum of 16-bit words (end-around carry)."""
+    s = sum(words)
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def test_tna_checksum_residual_equals_the_models_rewrite():
+    """The TNA arithmetic -- residual = checksum and old addresses and ports subtracted
+    in the parser, checksum = ~(new addresses + ports + residual) in the deparser --
+    equals model.frame's RFC 1624 update for the destination (LB) and the source
+    (REVERSE) rewrite, TCP and UDP (zeros_as_ones: a computed 0 is sent as 0xFFFF)."""
+    rng = random.Random(7)
+
+    def words(ip: int, port: int) -> tuple[int, int, int]:
+        return ip >> 16, ip & 0xFFFF, port
+
+    cases = 0
+    for _ in range(3000):
+        src, dst = rng.getrandbits(32), rng.getrandbits(32)
+        sport, dport = rng.getrandbits(16), rng.getrandbits(16)
+        csum = rng.getrandbits(16)
+        new_ip, new_port = rng.getrandbits(32), rng.getrandbits(16)
+        residual = _ones(*(~w & 0xFFFF for w in (csum, *words(src, sport),
+                                                  *words(dst, dport))))
+        for source in (False, True):
+            old = words(src, sport) if source else words(dst, dport)
+            want = csum16_replace(csum, old, words(new_ip, new_port))
+            out_src = words(new_ip, new_port) if source else words(src, sport)
+            out_dst = words(dst, dport) if source else words(new_ip, new_port)
+            got = ~_ones(*out_src, *out_dst, residual) & 0xFFFF
+            assert got == want, (hex(src), hex(dst), source)
+            udp = got or 0xFFFF                     # zeros_as_ones = true
+            assert udp == (want or 0xFFFF)
+            cases += 1
+    assert cases == 6000
+
+
+def test_tna_entries_equal_v1model_entries(net_cfg):
+    """rev_table and route_table entries of the TNA program are v1model's, call for
+    call; each port_mac register word is a port_mac_table entry (port, mac)."""
+    images = default_images(net_cfg)
+    es = entries(net_cfg, images)
+    for e in es:
+        if isinstance(e, TableAdd):
+            assert tna_entry(net_cfg, e) == e
+    macs = [e for e in es if isinstance(e, RegisterWrite) and e.register == "port_mac"]
+    assert [(e.index, e.value) for e in macs] == [(p.id, p.mac) for p in net_cfg.network.ports]
+    tna_macs = [tna_entry(net_cfg, e) for e in macs]
+    assert [(e.table, e.action, e.keys, e.params) for e in tna_macs] == [
+        ("port_mac_table", "set_src_mac", (("port", p.id, 9),), (("mac", p.mac, 48),))
+        for p in net_cfg.network.ports]
+    text = render_entries_bfrt(net_cfg, images)
+    assert ("bfrt.l4lb_tna.pipe.SwitchIngress.rev_table.add_with_set_reverse("
+            "src_ip=0x0a0a0001, src_port=8080, proto=6, vip_id=0, dip=0, vip_ip=0xac10000a, "
+            "vip_port=80)") in text
+    assert ("bfrt.l4lb_tna.pipe.SwitchIngress.route_table.add_with_set_route("
+            "dst_ip=0x64400000, route=1, port=3, mac=0x020000000301, "
+            "dst_ip_p_length=12)") in text
+    p = net_cfg.network.ports[0]
+    assert (f"bfrt.l4lb_tna.pipe.SwitchIngress.port_mac_table.add_with_set_src_mac("
+            f"port={p.id}, mac=0x{p.mac:012x})  # port {p.id}: source MAC "
+            f"{format_mac(p.mac)}") in text
+    assert "port_mac.mod(" not in text
+    for table, n in (("rev_table", 5), ("route_table", 6), ("port_mac_table", 3)):
+        assert text.count(f".{table}.add_with_") == n, table
+    compile(text, "entries_bfrt.py", "exec")
 
 
 def test_decision_header_follows_the_model_fields(net_cfg):
@@ -120,6 +278,11 @@ def test_duplicate_keys_keep_the_lowest_index(net_cfg):
             and e.keys[0][1] == unpack_rev(vb, images["rev"][0])[2]] == [0]
     assert [e.params[0][1] for e in es if e.table == "route_table"
             and e.keys[0][1] == 0x0A0A0000 and e.prefix_len == 16] == [2]
+    # the bfrt script holds the same single entries (TNA: one add per key too)
+    bfrt = render_entries_bfrt(net_cfg, images)
+    assert bfrt.count("dst_ip=0x0a0a0000, ") == 1 and "route=9," not in bfrt
+    assert bfrt.count("add_with_set_reverse(src_ip=0x0a0a0001, src_port=8080,") == 1
+    assert "dip=20," not in bfrt
 
 
 def test_expected_frames_are_the_frame_models(net_cfg):
