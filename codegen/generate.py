@@ -14,8 +14,8 @@ def generate_all(cfg: Config, outdir: str | Path) -> dict[str, list[Path]]:
     """Write ``rtl/`` (Verilog), ``p4/`` (v1model, TNA, entries) and ``hls/`` (kernel,
     header, testbench). TNA is skipped with a note when the geometry cannot run on
     Tofino (see docs/p4.md) or the config has a connection lifecycle, which TNA does not
-    implement yet (docs/lifecycle.md); RTL and HLS are skipped with a note for a config
-    with a ``[network]`` table (docs/network.md); everything else must succeed."""
+    implement yet (docs/lifecycle.md); RTL is skipped with a note for a config with a
+    ``[network]`` table (docs/network.md); everything else must succeed."""
     from codegen.hls import write_hls
     from codegen.p4 import write_p4
     from hdl.export import write_verilog
@@ -24,7 +24,7 @@ def generate_all(cfg: Config, outdir: str | Path) -> dict[str, list[Path]]:
     return {
         "rtl": _or_note(cfg, out / "rtl", "RTL", lambda: [write_verilog(cfg, out / "rtl")]),
         "p4": write_p4(cfg, out / "p4"),
-        "hls": _or_note(cfg, out / "hls", "HLS", lambda: write_hls(cfg, out / "hls")),
+        "hls": write_hls(cfg, out / "hls"),
     }
 
 

@@ -224,8 +224,8 @@ def network_unsupported(cfg: Any, target: str) -> str | None:
         return None
     return (f"{target}: network (forwarding to {len(cfg.network.ports)} ports, "
             f"{len(cfg.network.routes)} routes, and the return path) is not implemented "
-            f"for this target yet; remove [network] from {cfg.source}, or use the model "
-            f"or the P4 v1model program (l4lb run --target model|bmv2)")
+            f"for this target yet; remove [network] from {cfg.source}, or use the model, "
+            f"the P4 programs or HLS (l4lb run --target model|bmv2)")
 
 
 def require_no_network(cfg: Any, target: str) -> None:
