@@ -10,6 +10,10 @@ Ops are ``("W", mem_id, addr, word)`` (a control-plane write on ``wr_*``) or
 presented strictly in list order, one at a time, each held until accepted: the DUT's
 input arbitration then sees exactly the vector file's order, with writes interleaved
 between packets while earlier packets are still in flight.
+
+With a ``[network]`` table (vector format 3) the decision also carries ``route_hit``,
+``route`` and ``port`` (compared like every other field) and ``action`` may be REVERSE,
+which the ``vip_hits`` and ``conn_misses`` counters do not count (no VIP matched).
 """
 
 import itertools
@@ -25,14 +29,12 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from model.config import Config
 from model.hashing import FIELDS
 from model.layout import Action, Memories
-from model.pipeline import DECISION_FIELDS, DataPlane, Decision, Packet
+from model.pipeline import DataPlane, Decision, Packet, decision_fields
 
 __all__ = ["L4LBBench", "Op", "RunResult", "expected_ops", "image_writes", "gen_cycle"]
 
 Op = tuple  # ("W", mem_id, addr, word) | ("P", Packet, seq)
 
-#: Output ports compared with the model, in report order.
-_DEC_PORTS = tuple(DECISION_FIELDS) + ("dst_ip", "dst_port", "meta")
 _LEARN_PORTS = tuple(FIELDS) + ("vip_id", "version")
 _COUNTERS = ("packets", "vip_hits", "conn_misses", "drops", "learn_drops")
 
@@ -124,6 +126,9 @@ class L4LBBench:
         self.mem_ids = {m["name"]: m["id"] for m in info["memories"]}
         self.id_to_name = {v: k for k, v in self.mem_ids.items()}
         self.meta_mask = (1 << int(info["meta_width"])) - 1
+        # the format's decision fields (format 3 adds the route), then the extras
+        self.dec_fields = tuple(decision_fields(cfg))
+        self.dec_ports = self.dec_fields + ("dst_ip", "dst_port", "meta")
         self._h = {n: getattr(dut, n) for n in info["ports"]}
         self._driven: dict[str, int] = {}
         self._bits1 = {n for n, p in info["ports"].items() if p["width"] == 1}
@@ -237,7 +242,7 @@ class L4LBBench:
                     cur = None
                     i += 1
             if dec_ready and self._get("dec_valid"):
-                got = {n: self._get(f"dec_{n}") for n in _DEC_PORTS}
+                got = {n: self._get(f"dec_{n}") for n in self.dec_ports}
                 seq = next_out
                 if seq >= len(expected):
                     res.mismatches.append(f"unexpected extra decision {got}")
@@ -284,10 +289,10 @@ class L4LBBench:
     # ---- scoreboard --------------------------------------------------------------------
     def _check(self, seq: int, pkt: Packet, exp: Decision, got: dict[str, int],
                res: RunResult, max_report: int) -> None:
-        want = exp.as_dict()
+        want = exp.as_dict(self.dec_fields)
         dst_ip, dst_port = exp.out_dst(pkt)
         want |= {"dst_ip": dst_ip, "dst_port": dst_port, "meta": seq & self.meta_mask}
-        diff = [f"{n}: expected {want[n]:#x} got {got[n]:#x}" for n in _DEC_PORTS
+        diff = [f"{n}: expected {want[n]:#x} got {got[n]:#x}" for n in self.dec_ports
                 if want[n] != got[n]]
         if diff:
             if len(res.mismatches) < max_report:
@@ -298,10 +303,11 @@ class L4LBBench:
             res.mismatches.append(f"packet #{seq}: " + "; ".join(diff))
 
     def _check_counters(self, expected: Sequence[Decision], res: RunResult) -> None:
+        vip = [d.action not in (Action.FORWARD, Action.REVERSE) for d in expected]
         want = {
             "packets": len(expected),
-            "vip_hits": sum(d.action != Action.FORWARD for d in expected),
-            "conn_misses": sum(d.action != Action.FORWARD and not d.hit for d in expected),
+            "vip_hits": sum(vip),
+            "conn_misses": sum(v and not d.hit for v, d in zip(vip, expected, strict=True)),
             "drops": sum(d.action == Action.DROP for d in expected),
             "learn_drops": res.learn_expected - res.learn_received,
         }

@@ -61,6 +61,20 @@ answer leaves on ``rdata`` in op order, ``latency`` cycles after it was accepted
 credits and a FIFO like the decisions). Without a ``[lifecycle]`` none of this exists
 and the ports, memory map and Verilog are those of format 1.
 
+**The network table** (a config with a ``[network]``, :mod:`hdl.network`): the return
+path's ``rev`` keys are matched in parallel (registers) against every packet's source at
+stage ``D - rev.latency``, so the lowest matching word and its VIP (read from a block RAM)
+arrive at the decision stage ``D``, where a packet that matched no VIP becomes
+``REVERSE``. After ``D`` every decision is registered once more (its destination chosen:
+the DIP for LB, the client for CHALLENGE, the packet's destination otherwise) and
+routed by a longest-prefix match over the ``route`` registers (:class:`RouteTable`,
+``3 + ceil(log2 route_capacity)`` cycles) before it retires: ``route_hit``, ``route``,
+``port`` (0 for DROP, VERIFY, UNVERIFIED and without a route). Writes to ``rev`` land at
+the ``rev`` lookup stage and writes to ``route`` at the decision stage, so both keep the
+ordering above. ``port_mac`` and the routes' next-hop MACs are in the write map but not
+kept: the decision does not need them. Latency grows by ``1 + route latency`` (7 for 16
+routes); the counters count a REVERSE decision as a packet, not as a VIP hit.
+
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
 pushed into a FIFO of at least ``learn_fifo_depth`` entries (a
 :class:`~hdl.fifo.StreamFifo`, whose storage is a power of two plus its output
@@ -76,7 +90,6 @@ from amaranth.lib.wiring import In, Out
 
 from model.config import Config
 from model.layout import Action, Phase, memory_specs
-from model.network import require_no_network
 from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
@@ -96,6 +109,7 @@ from .layouts import (
 )
 from .lifecycle import LifecycleStages, Pipe
 from .maglev import MAGLEV_MEMS, MaglevLookup
+from .network import MAX_REV_ENTRIES, MAX_ROUTE_ENTRIES, ReverseTable, RouteTable
 from .transit import TransitBits
 from .vip_table import VipState, VipTable
 
@@ -188,8 +202,9 @@ class L4LBCore(wiring.Component):
     ValueError
         If a parameter is out of range or ``init_images`` names an unknown memory or
         holds too many words.
-    model.network.NetworkUnsupported
-        If the config has a ``[network]`` table (not implemented in the RTL).
+        With a ``[network]``, also if ``dip_capacity`` exceeds
+        :data:`~hdl.network.MAX_REV_ENTRIES` or ``route_capacity``
+        :data:`~hdl.network.MAX_ROUTE_ENTRIES` (the tables the core holds in registers).
     """
 
     def __init__(self, cfg: Config, *, hash_stages: int = DEFAULT_HASH_STAGES, meta_width: int = 32,
@@ -197,8 +212,6 @@ class L4LBCore(wiring.Component):
                  init_images: Mapping[str, Sequence[int]] | None = None):
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
-        # forwarding and the return path are the model's only (model.network)
-        require_no_network(cfg, "RTL core")
         if not isinstance(hash_stages, int) or not 1 <= hash_stages <= 4:
             raise ValueError(f"hash_stages must be an integer within 1..4, not {hash_stages!r}")
         if not isinstance(meta_width, int) or not 1 <= meta_width <= 256:
@@ -211,7 +224,17 @@ class L4LBCore(wiring.Component):
                              f"not {counter_width!r}")
         g = cfg.geometry
         lc = cfg.lifecycle
-        specs = {s.name: s for s in memory_specs(g, lc)}
+        net = cfg.network if cfg.network.enabled else None
+        if net is not None:
+            if g.dip_capacity > MAX_REV_ENTRIES:
+                raise ValueError(
+                    f"dip_capacity {g.dip_capacity} is above {MAX_REV_ENTRIES}, the largest "
+                    f"return-path (rev) table the RTL core holds in registers")
+            if net.route_capacity > MAX_ROUTE_ENTRIES:
+                raise ValueError(
+                    f"route_capacity {net.route_capacity} is above {MAX_ROUTE_ENTRIES}, the "
+                    f"largest route table the RTL core holds in registers")
+        specs = {s.name: s for s in memory_specs(g, lc, net)}
         images = dict(init_images or {})
         for name, words in images.items():
             if name not in specs:
@@ -228,15 +251,17 @@ class L4LBCore(wiring.Component):
         self._images = {k: [int(x) for x in v] for k, v in images.items()}
         self._life = (LifecycleStages(cfg, hash_stages, hash_stages + _CONN_LAT, self._images)
                       if lc.enabled else None)
+        self._net = net
         ports = {
             "pkt": In(stream.Signature(packet_layout(meta_width, seq=lc.auth))),
-            "wr": In(stream.Signature(write_layout(g, lc))),
-            "dec": Out(stream.Signature(decision_layout(g, meta_width, cookie=lc.auth))),
+            "wr": In(stream.Signature(write_layout(g, lc, net))),
+            "dec": Out(stream.Signature(decision_layout(g, meta_width, cookie=lc.auth,
+                                                        network=net))),
             "learn": Out(stream.Signature(learn_layout(g))),
             "counters": Out(counters_layout(counter_width)),
         }
         if lc.enabled:
-            ports["rd"] = In(stream.Signature(read_layout(g, lc)))
+            ports["rd"] = In(stream.Signature(read_layout(g, lc, net)))
             ports["rdata"] = Out(stream.Signature(rdata_layout()))
         super().__init__(ports)
 
@@ -258,7 +283,16 @@ class L4LBCore(wiring.Component):
         """Cycles from a packet's acceptance (``pkt`` transfer in cycle ``t``) to its
         decision being valid on ``dec`` (cycle ``t + latency``) without backpressure; a
         control-plane read's answer is valid on ``rdata`` as many cycles after it."""
-        return self._hash_stages + _TAIL + (self._life.delay if self._life else 0)
+        return (self._hash_stages + _TAIL + (self._life.delay if self._life else 0)
+                + (self.route_delay if self._net else 0))
+
+    @property
+    def route_delay(self) -> int:
+        """With a ``[network]``: the cycles the decision spends after stage ``D`` being
+        routed (one register, then :class:`~hdl.network.RouteTable`); 0 without."""
+        if self._net is None:
+            return 0
+        return 1 + RouteTable.latency_for(self._net.route_capacity)
 
     @property
     def stages(self) -> int:
@@ -280,7 +314,8 @@ class L4LBCore(wiring.Component):
         m = Module()
         cfg, g = self._cfg, self._cfg.geometry
         life = self._life
-        mm = memory_map(g, cfg.lifecycle)
+        net = self._net
+        mm = memory_map(g, cfg.lifecycle, net)
         R = self._hash_stages
         X = R + _CONN_LAT          # ConnTable result; Bloom test or set (one stage)
         XT = life.XT if life else X  # the TransitTable (behind SYN authentication)
@@ -291,7 +326,7 @@ class L4LBCore(wiring.Component):
 
         op_layout = data.UnionLayout({
             "pkt": packet_layout(self._meta_width, seq=cfg.lifecycle.auth),
-            "wr": write_layout(g, cfg.lifecycle)})
+            "wr": write_layout(g, cfg.lifecycle, net)})
         life_fields = life.slot_fields(len(mm)) if life else {}
         slot_layout = data.StructLayout({
             "valid": 1,
@@ -343,6 +378,13 @@ class L4LBCore(wiring.Component):
         m.submodules.conn = conn
         m.submodules.transit = transit
         m.submodules.maglev = maglev
+        if net:
+            rev = ReverseTable(g, self._image("rev"))
+            route = RouteTable(net.route_capacity, self._image("route"))
+            K = D - rev.latency  # the rev lookup, whose result arrives with the decision
+            assert K >= 0 and 1 + route.latency == self.route_delay
+            m.submodules.rev = rev
+            m.submodules.route = route
 
         # ---- pipeline registers ------------------------------------------------------
         # Only the control bits of a slot are reset (below): the data bits are reset-less,
@@ -537,6 +579,18 @@ class L4LBCore(wiring.Component):
             maglev.w_data.eq(w2.data),
         ]
 
+        # ---- stage K = D - rev.latency: the return path's lookup (result at D) ----------
+        if net:
+            sk = st[K]
+            m.d.comb += [
+                rev.src_ip.eq(sk.op.pkt.key.src_ip),
+                rev.src_port.eq(sk.op.pkt.key.src_port),
+                rev.proto.eq(sk.op.pkt.key.proto),
+                rev.w_en.eq(write_to(K, "rev")),
+                rev.w_addr.eq(sk.op.wr.addr),
+                rev.w_data.eq(sk.op.wr.data),
+            ]
+
         # ---- stage D: decision ---------------------------------------------------------
         s6 = st[D]
         p6 = s6.op.pkt
@@ -570,22 +624,87 @@ class L4LBCore(wiring.Component):
                     dec.out_dst_ip.eq(maglev.dip_ip),
                     dec.out_dst_port.eq(maglev.dip_port),
                 ]
+        if net:  # the return path: a server's reply (no VIP, the source is a DIP)
+            with m.If(~s6.vip_hit & rev.hit):
+                m.d.comb += [
+                    dec.action.eq(Action.REVERSE),
+                    dec.vip_id.eq(rev.vip_id),
+                    dec.dip.eq(rev.index),
+                    dec.dip_ip.eq(rev.vip_ip),
+                    dec.dip_port.eq(rev.vip_port),
+                ]
         if life and life.auth:
             life.override_decision(m, dec, s6)
         event = Signal(learn_layout(g))
         m.d.comb += [event.key.eq(p6.key), event.vip_id.eq(s6.vip_id),
                      event.version.eq(s6.version)]
 
+        # ---- with [network]: D+1 .. D+route_delay, the decision is routed ---------------
+        if net:
+            tail_layout = data.StructLayout({
+                "pkt": 1,      # a packet's decision (retires at the end)
+                "rd": 1,       # a control-plane read's answer
+                "routed": 1,   # an emitted frame: FORWARD, LB, REVERSE, CHALLENGE
+                "dst": 32,     # what it is routed by
+                "dec": dec.shape(),
+                "event": learn_layout(g),
+                **({"rdata": len(st[D].rdata)} if life else {}),
+            })
+            n_tail = self.route_delay
+            tail = [Signal(tail_layout, name=f"tail{k}", reset_less=True)
+                    for k in range(n_tail)]
+            routed = ~((dec.action == Action.DROP) | (dec.action == Action.VERIFY)
+                       | (dec.action == Action.UNVERIFIED))
+            m.d.sync += [
+                tail[0].pkt.eq(is_pkt(D)),
+                tail[0].routed.eq(routed),
+                tail[0].dst.eq(Mux(dec.action == Action.CHALLENGE, p6.key.src_ip,
+                                   dec.out_dst_ip)),
+                tail[0].dec.eq(dec),
+                tail[0].event.eq(event),
+            ]
+            if life:
+                m.d.sync += [tail[0].rd.eq(st[D].valid & st[D].is_rd),
+                             tail[0].rdata.eq(st[D].rdata)]
+            for k in range(1, n_tail):
+                m.d.sync += tail[k].eq(tail[k - 1])
+            with m.If(ResetSignal()):
+                m.d.sync += [t.pkt.eq(0) for t in tail] + [t.rd.eq(0) for t in tail]
+            # a route write lands as the op ahead of it is looked up: ordered like a packet
+            m.d.comb += [
+                route.dst_ip.eq(tail[0].dst),
+                route.w_en.eq(write_to(D, "route")),
+                route.w_addr.eq(s6.op.wr.addr),
+                route.w_data.eq(s6.op.wr.data),
+            ]
+            last = tail[-1]
+            dec_routed = Signal.like(dec)
+            go = Signal()
+            m.d.comb += [
+                go.eq(last.routed & route.hit),
+                dec_routed.eq(last.dec),
+                dec_routed.route_hit.eq(go),
+                dec_routed.route.eq(Mux(go, route.index, 0)),
+                dec_routed.port.eq(Mux(go, route.port, 0)),
+            ]
+
         # ---- retire register: decision into the output FIFO, learn event, counters ----
         retire = Signal()  # a packet's decision enters the output FIFO this cycle
         dec_q = Signal.like(dec, reset_less=True)
         event_q = Signal.like(event, reset_less=True)
-        m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
+        if net:
+            m.d.sync += [retire.eq(last.pkt), dec_q.eq(dec_routed), event_q.eq(last.event)]
+        else:
+            m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
         m.d.comb += [dfifo.w.valid.eq(retire), dfifo.w.payload.eq(dec_q)]
         if life:  # a control-plane read's answer retires like a decision
             retire_rd = Signal()
             rdata_q = Signal(len(st[D].rdata), reset_less=True)
-            m.d.sync += [retire_rd.eq(st[D].valid & st[D].is_rd), rdata_q.eq(st[D].rdata)]
+            if net:
+                m.d.sync += [retire_rd.eq(last.rd), rdata_q.eq(last.rdata)]
+            else:
+                m.d.sync += [retire_rd.eq(st[D].valid & st[D].is_rd),
+                             rdata_q.eq(st[D].rdata)]
             m.d.comb += [rfifo.w.valid.eq(retire_rd), rfifo.w.payload.eq(rdata_q)]
 
         # ---- learn events: pushed one cycle after the decision retires ------------------
@@ -613,7 +732,11 @@ class L4LBCore(wiring.Component):
         # then see only a flip-flop enable (see _split_counter).
         c = self.counters
         vip_q = Signal()
-        m.d.comb += vip_q.eq(dec_q.action != Action.FORWARD)
+        if net:  # a server's reply (REVERSE) matched no VIP
+            m.d.comb += vip_q.eq((dec_q.action != Action.FORWARD)
+                                 & (dec_q.action != Action.REVERSE))
+        else:
+            m.d.comb += vip_q.eq(dec_q.action != Action.FORWARD)
         incs = {
             "packets": retire,
             "vip_hits": retire & vip_q,

@@ -17,7 +17,7 @@ from amaranth.back import verilog
 from model.config import Config, load_config
 
 from .core import DEFAULT_HASH_STAGES
-from .layouts import config_summary, memory_map
+from .layouts import config_summary
 from .lifecycle import readable
 from .top import L4LBTop, port_widths
 
@@ -80,6 +80,7 @@ def describe(top: L4LBTop) -> dict:
     """The JSON-able interface description of a top level (latency, ports, memories)."""
     core = top.core
     cfg = core.cfg
+    mm = top.memory_map
     return {
         "module": MODULE_NAME,
         "config": cfg.name,
@@ -91,9 +92,8 @@ def describe(top: L4LBTop) -> dict:
                                                len(core.counters.packets)).items()},
         "memories": [{"id": i.id, "name": i.name, "width": i.width, "depth": i.depth,
                       "addr_bits": i.addr_bits}
-                     for i in memory_map(cfg.geometry, cfg.lifecycle).values()],
-    } | ({"readable": [i.name for i in memory_map(cfg.geometry, cfg.lifecycle).values()
-                       if readable(i.name)]}
+                     for i in mm.values()],
+    } | ({"readable": [i.name for i in mm.values() if readable(i.name)]}
          if cfg.lifecycle.enabled else {})
 
 

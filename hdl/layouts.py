@@ -9,7 +9,7 @@ The memory ids of the write interface are the positions of the memories in
 :func:`model.layout.memory_specs` (the order of ``manifest.json``):
 ``conn0 .. conn{d-1}, vip, vip_state, slot_map, maglev, dip, transit0 .. transit{t-1}``,
 then with a ``[lifecycle]`` ``act0 .. act{d-1}, vip_auth, auth0, auth1, auth_key,
-auth_epoch`` (those the config has).
+auth_epoch`` (those the config has), then with a ``[network]`` ``rev, route, port_mac``.
 """
 
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from amaranth.lib import data
 from model.config import Config, Geometry, clog2
 from model.layout import memory_specs
 from model.lifecycle import AUTH_WORD_BITS, Lifecycle
+from model.network import PORT_BITS, Network
 
 __all__ = [
     "KEY_LAYOUT",
@@ -63,11 +64,13 @@ class MemInfo:
         return clog2(self.depth)
 
 
-def memory_map(geo: Geometry, lifecycle: Lifecycle | None = None) -> dict[str, MemInfo]:
+def memory_map(geo: Geometry, lifecycle: Lifecycle | None = None,
+               network: Network | None = None) -> dict[str, MemInfo]:
     """Memories addressable through the write interface, by name (ids = manifest order);
-    with a ``lifecycle``, its memories follow (:func:`model.layout.memory_specs`)."""
+    with a ``lifecycle``, its memories follow, then with an enabled ``network`` its
+    memories (:func:`model.layout.memory_specs`)."""
     return {s.name: MemInfo(i, s.name, s.width, s.depth)
-            for i, s in enumerate(memory_specs(geo, lifecycle))}
+            for i, s in enumerate(memory_specs(geo, lifecycle, network))}
 
 
 def stage_bits(geo: Geometry) -> int:
@@ -84,9 +87,10 @@ def packet_layout(meta_width: int, seq: bool = False) -> data.StructLayout:
     return data.StructLayout({"key": KEY_LAYOUT, "tcp_flags": 8, "meta": meta_width})
 
 
-def write_layout(geo: Geometry, lifecycle: Lifecycle | None = None) -> data.StructLayout:
+def write_layout(geo: Geometry, lifecycle: Lifecycle | None = None,
+                 network: Network | None = None) -> data.StructLayout:
     """Control-plane write: memory id, word address, word (LSB-aligned)."""
-    mm = memory_map(geo, lifecycle).values()
+    mm = memory_map(geo, lifecycle, network).values()
     return data.StructLayout({
         "mem": clog2(len(mm)),
         "addr": max(m.addr_bits for m in mm),
@@ -94,14 +98,16 @@ def write_layout(geo: Geometry, lifecycle: Lifecycle | None = None) -> data.Stru
     })
 
 
-def decision_layout(geo: Geometry, meta_width: int, cookie: bool = False
-                    ) -> data.StructLayout:
+def decision_layout(geo: Geometry, meta_width: int, cookie: bool = False,
+                    network: Network | None = None) -> data.StructLayout:
     """Output: the 12 :class:`model.pipeline.Decision` fields, the destination of the
     emitted packet (``out_dst_ip``/``out_dst_port``: the DIP on LB, else unchanged) and
     ``meta``; with ``cookie`` (SYN authentication) a 3-bit ``action`` (CHALLENGE, VERIFY,
-    UNVERIFIED) and the ``cookie`` field."""
+    UNVERIFIED) and the ``cookie`` field; with an enabled ``network`` a 3-bit ``action``
+    (REVERSE) and the forwarding fields ``route_hit``, ``route`` (index), ``port``."""
+    net = network is not None and network.enabled
     fields = {
-        "action": 3 if cookie else 2,
+        "action": 3 if cookie or net else 2,
         "vip_id": geo.vip_bits,
         "hit": 1,
         "stage": stage_bits(geo),
@@ -119,12 +125,15 @@ def decision_layout(geo: Geometry, meta_width: int, cookie: bool = False
     }
     if cookie:
         fields["cookie"] = 32
+    if net:
+        fields |= {"route_hit": 1, "route": clog2(network.route_capacity), "port": PORT_BITS}
     return data.StructLayout(fields)
 
 
-def read_layout(geo: Geometry, lifecycle: Lifecycle) -> data.StructLayout:
+def read_layout(geo: Geometry, lifecycle: Lifecycle, network: Network | None = None
+                ) -> data.StructLayout:
     """Control-plane read request: memory id and word address (as a write's)."""
-    wl = write_layout(geo, lifecycle)
+    wl = write_layout(geo, lifecycle, network)
     return data.StructLayout({"mem": wl["mem"].shape, "addr": wl["addr"].shape})
 
 

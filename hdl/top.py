@@ -12,12 +12,13 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from model.config import Config
+from model.config import Config, clog2
+from model.network import PORT_BITS
 
 from .core import DEFAULT_HASH_STAGES, L4LBCore
 from .layouts import COUNTERS, memory_map, read_layout, stage_bits, write_layout
 
-__all__ = ["L4LBTop", "KEY_FIELDS", "DECISION_PORTS", "port_widths"]
+__all__ = ["L4LBTop", "KEY_FIELDS", "DECISION_PORTS", "NETWORK_PORTS", "port_widths"]
 
 #: The 5-tuple fields, in ``model.hashing.FIELDS`` order.
 KEY_FIELDS = (("src_ip", 32), ("dst_ip", 32), ("src_port", 16), ("dst_port", 16), ("proto", 8))
@@ -26,6 +27,9 @@ KEY_FIELDS = (("src_ip", 32), ("dst_ip", 32), ("src_port", 16), ("dst_port", 16)
 DECISION_PORTS = ("action", "vip_id", "hit", "stage", "version", "transit_hit", "slot",
                   "dip", "dip_ip", "dip_port", "learn", "close", "dst_ip", "dst_port", "meta")
 
+#: Forwarding fields on ``dec_*`` ports of a config with a ``[network]``.
+NETWORK_PORTS = ("route_hit", "route", "port")
+
 
 def port_widths(cfg: Config, meta_width: int = 32, counter_width: int = 48
                 ) -> dict[str, tuple[str, int]]:
@@ -33,10 +37,12 @@ def port_widths(cfg: Config, meta_width: int = 32, counter_width: int = 48
 
     A config with a ``[lifecycle]`` adds the control-plane read ports (``rd_*`` in,
     ``rdata_*`` out); with SYN authentication also ``pkt_seq`` and ``dec_cookie``, and
-    ``dec_action`` is 3 bits wide (docs/rtl.md)."""
+    ``dec_action`` is 3 bits wide; with a ``[network]`` ``dec_action`` is 3 bits wide
+    and ``dec_route_hit``, ``dec_route``, ``dec_port`` follow (docs/rtl.md)."""
     g = cfg.geometry
     lc = cfg.lifecycle
-    wl = write_layout(g, lc)
+    net = cfg.network if cfg.network.enabled else None
+    wl = write_layout(g, lc, net)
     p: dict[str, tuple[str, int]] = {"pkt_valid": ("in", 1), "pkt_ready": ("out", 1)}
     p |= {f"pkt_{n}": ("in", w) for n, w in KEY_FIELDS}
     p |= {"pkt_tcp_flags": ("in", 8), "pkt_meta": ("in", meta_width)}
@@ -45,11 +51,12 @@ def port_widths(cfg: Config, meta_width: int = 32, counter_width: int = 48
     p |= {"wr_valid": ("in", 1), "wr_ready": ("out", 1)}
     p |= {f"wr_{n}": ("in", wl[n].width) for n in ("mem", "addr", "data")}
     if lc.enabled:
-        rl = read_layout(g, lc)
+        rl = read_layout(g, lc, net)
         p |= {"rd_valid": ("in", 1), "rd_ready": ("out", 1)}
         p |= {f"rd_{n}": ("in", rl[n].width) for n in ("mem", "addr")}
         p |= {"rdata_valid": ("out", 1), "rdata_ready": ("in", 1), "rdata_data": ("out", 32)}
-    dw = {"action": 3 if lc.auth else 2, "vip_id": g.vip_bits, "hit": 1, "stage": stage_bits(g),
+    dw = {"action": 3 if lc.auth or net else 2, "vip_id": g.vip_bits, "hit": 1,
+          "stage": stage_bits(g),
           "version": g.version_bits, "transit_hit": 1, "slot": g.slot_bits,
           "dip": g.dip_bits, "dip_ip": 32, "dip_port": 16, "learn": 1, "close": 1,
           "dst_ip": 32, "dst_port": 16, "meta": meta_width}
@@ -57,6 +64,9 @@ def port_widths(cfg: Config, meta_width: int = 32, counter_width: int = 48
     p |= {f"dec_{n}": ("out", dw[n]) for n in DECISION_PORTS}
     if lc.auth:
         p["dec_cookie"] = ("out", 32)
+    if net:
+        p |= {"dec_route_hit": ("out", 1), "dec_route": ("out", clog2(net.route_capacity)),
+              "dec_port": ("out", PORT_BITS)}
     p |= {"learn_valid": ("out", 1), "learn_ready": ("in", 1)}
     p |= {f"learn_{n}": ("out", w) for n, w in KEY_FIELDS}
     p |= {"learn_vip_id": ("out", g.vip_bits), "learn_version": ("out", g.version_bits)}
@@ -101,7 +111,9 @@ class L4LBTop(wiring.Component):
 
     @property
     def memory_map(self):
-        return memory_map(self.core.cfg.geometry, self.core.cfg.lifecycle)
+        cfg = self.core.cfg
+        return memory_map(cfg.geometry, cfg.lifecycle,
+                          cfg.network if cfg.network.enabled else None)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -128,6 +140,9 @@ class L4LBTop(wiring.Component):
         lc = core.cfg.lifecycle
         if lc.auth:
             m.d.comb += [pk.payload.seq.eq(self.pkt_seq), self.dec_cookie.eq(dec.payload.cookie)]
+        if core.cfg.network.enabled:
+            for n in NETWORK_PORTS:
+                m.d.comb += getattr(self, f"dec_{n}").eq(getattr(dec.payload, n))
         if lc.enabled:
             rd, rdata = core.rd, core.rdata
             m.d.comb += [
