@@ -62,9 +62,10 @@ def test_demo_and_generate_on_the_lifecycle_config(tmp_path, capsys):
     assert "auth = true on VIP 'web', 'tls'" in (tmp_path / "p4/TNA_SKIPPED.txt").read_text()
 
 
-def test_generate_on_a_network_config_notes_the_targets_without_it(tmp_path):
-    """examples/network.toml: v1model, TNA and HLS are written; the RTL core, which
-    does not route yet, gets a note naming the [network] table instead of a traceback."""
+def test_generate_on_a_network_config_writes_every_target(tmp_path):
+    """examples/network.toml: every target is written -- v1model, TNA and HLS with their
+    route tables, and the RTL core with its forwarding ports (no note any more)."""
+    import json
     import warnings
 
     with warnings.catch_warnings():
@@ -73,5 +74,8 @@ def test_generate_on_a_network_config_notes_the_targets_without_it(tmp_path):
     for rel in ("p4/l4lb_v1model.p4", "p4/l4lb_tna.p4"):
         assert "route_table" in (tmp_path / rel).read_text(), rel
     assert (tmp_path / "hls/l4lb_kernel.cpp").exists()
-    note = (tmp_path / "rtl/RTL_SKIPPED.txt").read_text()
-    assert "network (forwarding to 3 ports, 6 routes" in note
+    assert not (tmp_path / "rtl/RTL_SKIPPED.txt").exists()
+    info = json.loads((tmp_path / "rtl/l4lb_core.json").read_text())
+    assert info["ports"]["dec_route_hit"] == {"dir": "out", "width": 1}
+    assert info["ports"]["dec_action"]["width"] == 3
+    assert [m["name"] for m in info["memories"]][-3:] == ["rev", "route", "port_mac"]
