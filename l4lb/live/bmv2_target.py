@@ -17,7 +17,9 @@ live by the model's control plane (docs/live.md).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -156,12 +158,25 @@ class Bmv2Target:
         return len(m.samples)
 
     def run(self, duration: float | None = None) -> None:
+        """Take digests and run the control plane until :meth:`stop`; raises
+        ``Bmv2Error`` naming the cause when the switch dies (a Thrift call failing
+        because simple_switch exited reports the exit, not the broken socket)."""
+        from l4lb.bmv2 import Bmv2Error
+
         end = None if duration is None else time.monotonic() + duration
-        while not self.stopping.is_set() and (end is None or time.monotonic() < end):
-            if not self._samples():
-                with self.lock:
-                    self.service.service()
-                self.switch.check_alive()
+        try:
+            while not self.stopping.is_set() and (end is None or time.monotonic() < end):
+                if not self._samples():
+                    with self.lock:
+                        self.service.service()
+                    self.switch.check_alive()
+        except Bmv2Error:
+            proc = self.switch.proc
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2)  # a dying switch: let it finish exiting
+            self.switch.check_alive()  # raises "simple_switch exited with ..." if it did
+            raise
 
     def stop(self) -> None:
         self.stopping.set()
