@@ -41,9 +41,10 @@ import jinja2
 from model.config import Config, Geometry, clog2
 from model.hashing import AUTH_FIELDS, FIELD_ORDERS
 from model.layout import memory_specs, unpack_dip
-from model.lifecycle import lifecycle_unsupported, require_no_lifecycle
+from model.lifecycle import LifecycleUnsupported
 from model.network import PORT_BITS, format_mac
 
+from .p4_lifecycle import tna_lifecycle_unsupported
 from .p4_network import TNA_PORT_MAC_TABLE, match_key, rev_entry, route_entry
 
 __all__ = [
@@ -373,7 +374,9 @@ def render_tna(cfg: Config) -> str:
     why = tna_unsupported(cfg)
     if why is not None:
         raise P4GenError(why)
-    require_no_lifecycle(cfg, "P4 TNA generator")
+    why = tna_lifecycle_unsupported(cfg)
+    if why is not None:
+        raise LifecycleUnsupported(why)
     return _env().get_template("l4lb_tna.p4.j2").render(**_context(cfg, "tna"))
 
 
@@ -593,15 +596,16 @@ def write_p4(cfg: Config, outdir: str | Path,
     """Write :data:`PROGRAM_FILES` into ``outdir``; returns the paths written.
 
     ``images`` default to :func:`default_images`. When the config cannot run on Tofino
-    (:func:`tna_unsupported`, or a connection lifecycle the TNA program does not have
-    yet), the two TNA files are replaced by ``TNA_SKIPPED.txt``
+    (:func:`tna_unsupported`, or SYN authentication, which the TNA program does not
+    have: :func:`codegen.p4_lifecycle.tna_lifecycle_unsupported`), the two TNA files
+    are replaced by ``TNA_SKIPPED.txt``
     holding the reason, and a warning is issued."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     imgs = default_images(cfg) if images is None else images
     files = {"l4lb_v1model.p4": render_v1model(cfg),
              "entries_bmv2.txt": render_entries_bmv2(cfg, imgs)}
-    why = tna_unsupported(cfg) or lifecycle_unsupported(cfg, "P4 TNA generator")
+    why = tna_unsupported(cfg) or tna_lifecycle_unsupported(cfg)
     if why is None:
         files["l4lb_tna.p4"] = render_tna(cfg)
         files["entries_bfrt.py"] = render_entries_bfrt(cfg, imgs)

@@ -14,7 +14,7 @@ from model.layout import Action
 from model.lifecycle import AUTH_TAG_BITS, AUTH_WORD_BITS
 
 __all__ = ["LIFECYCLE_DECISION_HEADER", "decision_header", "lifecycle_defines",
-           "lifecycle_context", "action_bits"]
+           "lifecycle_context", "action_bits", "tna_lifecycle_unsupported"]
 
 #: The exported decision of a lifecycle config: format 1's, then the cookie.
 LIFECYCLE_DECISION_HEADER = (("cookie", 32),)
@@ -68,3 +68,19 @@ def lifecycle_context(cfg: Config) -> dict:
         "challenge_ttl": CHALLENGE_TTL,
         "challenge_window": CHALLENGE_WINDOW,
     }
+
+
+def tna_lifecycle_unsupported(cfg: Config) -> str | None:
+    """Why the TNA program cannot take ``cfg``'s lifecycle, or None. Idle aging (the
+    activity bits) it implements; SYN authentication it refuses: the cookie alone,
+    HalfSipHash-2-4, takes about 53 MAU stages on Tofino, against 12 per pipe
+    (``scripts/tofino_siphash_probe.py``, docs/lifecycle.md "P4 TNA")."""
+    if not cfg.lifecycle.auth:
+        return None
+    names = ", ".join(repr(v.name) for v in cfg.vips if v.auth)
+    return (f"{cfg.source}: the P4 TNA generator does not implement SYN authentication: "
+            f"auth = true on VIP {names}. Its cookie (HalfSipHash-2-4, 12 SipRounds) takes "
+            f"about 53 MAU stages on Tofino (4.3 per round, measured with bf-p4c: "
+            f"scripts/tofino_siphash_probe.py), a pipe has 12; docs/lifecycle.md, "
+            f"'P4 TNA'. Idle aging (lifecycle.idle_timeout) is implemented; the model, "
+            f"P4 v1model, HLS and the RTL core run SYN authentication.")

@@ -214,6 +214,14 @@ def cli_p4_report(a) -> int:
         print(f"l4lb p4-report: {why}", file=sys.stderr)
         return 2
     cfg = load_config(a.config)
+    from codegen.p4 import P4GenError, render_tna
+    from model.lifecycle import LifecycleUnsupported
+
+    try:
+        render_tna(cfg)
+    except (P4GenError, LifecycleUnsupported) as e:
+        print(f"l4lb p4-report: no TNA program for this config: {e}", file=sys.stderr)
+        return 2
     work = Path(a.keep or tempfile.mkdtemp(prefix="l4lb-p4-report-"))
     results = []
     for target in a.target or ["tofino"]:

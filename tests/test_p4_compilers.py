@@ -21,11 +21,23 @@ from codegen.p4 import render_tna, render_v1model, tna_unsupported
 from model.config import Config, is_prime, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Every shipped config; the TNA generator refuses the connection lifecycle
-#: (examples/lifecycle.toml) until it implements it (tests/test_lifecycle.py checks).
+#: Every shipped config; the TNA generator refuses SYN authentication
+#: (examples/lifecycle.toml; tests/test_lifecycle.py checks) and implements aging.
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.toml"))
 TNA_EXAMPLES = [e for e in EXAMPLES
-                if not load_config(ROOT / "examples" / f"{e}.toml").lifecycle.enabled]
+                if not load_config(ROOT / "examples" / f"{e}.toml").lifecycle.auth]
+
+
+def _example(name: str) -> Config:
+    """A shipped config; ``NAME+aging`` adds idle aging (lifecycle.idle_timeout = 30)."""
+    base, _, extra = name.partition("+")
+    if not extra:
+        return load_config(ROOT / "examples" / f"{base}.toml")
+    import tomllib
+
+    raw = tomllib.loads((ROOT / "examples" / f"{base}.toml").read_text())
+    raw["lifecycle"] = {"idle_timeout": 30, "close_grace": 2}
+    return parse_config(raw, source=f"{name}.toml")
 
 #: Compiler warnings docs/p4.md ("Compiler warnings") explains: Tofino 1's egress
 #: parser must parse at least 65 bytes, so bf-p4c pads the (bypassed) egress parser
@@ -186,7 +198,7 @@ def test_random_geometries_compile_with_p4test_and_p4c(cfg, tmp_path_factory):
     _p4test_v1model(cfg, tmp)
     _p4c_bmv2(cfg, tmp)
     if tna_unsupported(cfg) is None and tna_include_dir() is not None \
-            and not cfg.lifecycle.enabled:
+            and not cfg.lifecycle.auth:
         _p4test_tna(cfg, tmp)
 
 
@@ -219,6 +231,7 @@ def test_geometry_strategy_covers_the_space():
     ("large", "tofino"), ("large", "tofino2"),        # prime M > 2^16, one bank per slot
     ("small", "tofino"), ("load_aware", "tofino"),    # prime M <= 2^16, padded register
     ("network", "tofino"), ("network", "tofino2"),    # [network]: return path, LPM route
+    ("default+aging", "tofino"),                      # the lifecycle's activity bits
 ])
 def test_bf_p4c_places_the_tna_program(example, target, tmp_path):
     """The Tofino back end compiles the program to a binary (table placement, PHV, hash
@@ -226,7 +239,7 @@ def test_bf_p4c_places_the_tna_program(example, target, tmp_path):
     _need("bf-p4c")
     from l4lb.tofino import compile_tna
 
-    cfg = load_config(ROOT / "examples" / f"{example}.toml")
+    cfg = _example(example)
     res = compile_tna(cfg, tmp_path, target)
     assert res.ok, f"bf-p4c --target {target} failed:\n{res.log[-4000:]}"
     warnings = [ln for ln in res.log.splitlines() if "warning" in ln.lower()
