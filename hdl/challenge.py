@@ -178,4 +178,9 @@ class ChallengeBeats(wiring.Component):
                                     self.keep.eq((1 << min(W, n - b * W)) - 1),
                                     self.last.eq(b == last),
                                 ]
+                        with m.Default():   # past the reply: nothing is emitted
+                            m.d.comb += [self.data.eq(0), self.keep.eq(0), self.last.eq(0)]
+            with m.Default():   # tags is at most 2
+                m.d.comb += [self.data.eq(0), self.keep.eq(0), self.last.eq(0),
+                             self.past.eq(1)]
         return m

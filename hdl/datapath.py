@@ -16,6 +16,15 @@ order, with the core's decision where there is one, and passes each frame's beat
 the buffer: dropped, forwarded, or rewritten. Frames therefore leave in input order;
 set-aside frames never reach the core (no TransitTable update, no learn event).
 
+**The connection lifecycle** (a config with a ``[lifecycle]``, docs/lifecycle.md): with
+SYN authentication the parser also extracts the TCP sequence number (into the core's
+``pkt.seq``), the MAC addresses and the partial sums of a challenge reply; a CHALLENGE
+decision leaves as the SYN-ACK of :func:`model.frame.challenge_frame` in the place of
+the SYN, out of ``m`` (:mod:`hdl.challenge`), and VERIFY and UNVERIFIED are dropped.
+The core's control-plane read port (``rd`` / ``rdata``: activity bits, verified-source
+words) is passed through for the aging scans. Without a ``[lifecycle]`` none of this
+exists and the Verilog is what it was.
+
 **Flow control.** ``s.ready`` is high while the frame buffer has room (its own
 registered ``w.ready``) and while fewer than ``frame_slots - 4`` frames are between
 their last input beat and the end of their output (a count kept from registered events,
@@ -44,14 +53,21 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.config import Config
-from model.lifecycle import require_no_lifecycle
+from model.network import require_no_network
 from model.parse import PROTO_TCP, Reason
 
 from .core import DEFAULT_HASH_STAGES, L4LBCore
 from .fifo import BlockRamFifo
-from .layouts import counters_layout, learn_layout, packet_layout, write_layout
+from .layouts import (
+    counters_layout,
+    learn_layout,
+    packet_layout,
+    rdata_layout,
+    read_layout,
+    write_layout,
+)
 from .parser import PARSE_LATENCY, FrameParser, beat_layout, check_beat_width
-from .rewriter import RECORD_LAYOUT, REWRITE_LATENCY, Rewriter
+from .rewriter import REWRITE_LATENCY, Rewriter, record_layout
 
 __all__ = ["FrameDatapath", "frame_counters_layout", "FRAME_COUNTERS"]
 
@@ -90,10 +106,14 @@ class FrameDatapath(wiring.Component):
         ones from lane 0; ``user`` = frame error).
     m : ``Out(stream.Signature(beat_layout(width)))``
         Frames out, in input order (``user`` = 0).
-    wr : ``In(stream.Signature(write_layout(geo)))``
+    wr : ``In(stream.Signature(write_layout(geo, lifecycle)))``
         Control-plane table writes (the core's port).
     learn : ``Out(stream.Signature(learn_layout(geo)))``
         Learn events (the core's).
+    rd : ``In(stream.Signature(read_layout(geo, lifecycle)))``
+        Only with a ``[lifecycle]``: control-plane reads (the core's port).
+    rdata : ``Out(stream.Signature(rdata_layout()))``
+        Only with a ``[lifecycle]``: the words read, in op order (the core's port).
     counters : ``Out(counters_layout(counter_width))``
         The core's counters.
     frame_counters : ``Out(frame_counters_layout(counter_width))``
@@ -105,6 +125,9 @@ class FrameDatapath(wiring.Component):
         If ``cfg`` is not a :class:`~model.config.Config`.
     ValueError
         If ``width``, ``max_frame`` or a core parameter is out of range.
+    model.network.NetworkUnsupported
+        If the config has a ``[network]`` table (forwarding and the return path are not
+        implemented in the frame datapath).
     """
 
     def __init__(self, cfg: Config, width: int, *, max_frame: int = 1536,
@@ -116,26 +139,31 @@ class FrameDatapath(wiring.Component):
             raise ValueError(f"max_frame must be an integer within 64..65535, not {max_frame!r}")
         if not isinstance(cfg, Config):
             raise TypeError(f"cfg must be a model.config.Config, not {cfg!r}")
-        # the core implements the lifecycle; the frame path around it (the sequence number
-        # into the core, challenge SYN-ACK frames out) does not yet
-        require_no_lifecycle(cfg, "RTL frame datapath")
+        # the core routes a [network] config; the frame path around it (MAC rewrite, the
+        # return path's source rewrite, one output stream per port) does not
+        require_no_network(cfg, "RTL frame datapath")
         self.core = L4LBCore(cfg, hash_stages=hash_stages, meta_width=1,
                              learn_fifo_depth=learn_fifo_depth, counter_width=counter_width,
                              init_images=init_images)
-        self.parser = FrameParser(width, max_frame)
+        lc = cfg.lifecycle
+        self.parser = FrameParser(width, max_frame, challenge=lc.auth)
         self._cfg = cfg
         self._width = width
         self._max_frame = max_frame
         self._counter_width = counter_width
         g = cfg.geometry
-        super().__init__({
+        ports = {
             "s": In(stream.Signature(beat_layout(width))),
             "m": Out(stream.Signature(beat_layout(width))),
-            "wr": In(stream.Signature(write_layout(g))),
+            "wr": In(stream.Signature(write_layout(g, lc))),
             "learn": Out(stream.Signature(learn_layout(g))),
             "counters": Out(counters_layout(counter_width)),
             "frame_counters": Out(frame_counters_layout(counter_width)),
-        })
+        }
+        if lc.enabled:
+            ports["rd"] = In(stream.Signature(read_layout(g, lc)))
+            ports["rdata"] = Out(stream.Signature(rdata_layout()))
+        super().__init__(ports)
 
     # ---- static properties ------------------------------------------------------------
     @property
@@ -190,16 +218,18 @@ class FrameDatapath(wiring.Component):
         W = self._width
         m.submodules.core = core = self.core
         m.submodules.parser = parser = self.parser
+        lc = self._cfg.lifecycle
+        auth = lc.auth
         bl = beat_layout(W)
         buf = BlockRamFifo(bl.size, self.buffer_beats)
-        recq = BlockRamFifo(RECORD_LAYOUT.size, self.frame_slots)
-        pktq = BlockRamFifo(packet_layout(1).size, self.frame_slots)
+        recq = BlockRamFifo(record_layout(auth).size, self.frame_slots)
+        pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots)
         assert buf.capacity == self.buffer_beats and recq.capacity == self.frame_slots
         assert recq.latency == _QUEUE_LATENCY
         m.submodules.frame_buffer = buf
         m.submodules.record_queue = recq
         m.submodules.packet_queue = pktq
-        m.submodules.rewriter = rw = Rewriter(W)
+        m.submodules.rewriter = rw = Rewriter(W, challenge=auth)
 
         # ---- input: credits for frames in flight; the buffer's own ready ---------------
         K = self.frame_slots
@@ -242,7 +272,7 @@ class FrameDatapath(wiring.Component):
         m.d.comb += policy_drop.eq(Const(drop_mask, len(Reason)).bit_select(f.reason, 1))
         ok = Signal()
         m.d.comb += ok.eq((f.reason == Reason.OK) & ~f.rx_error & ~f.oversize)
-        rec = Signal(RECORD_LAYOUT)
+        rec = Signal(record_layout(auth))
         m.d.comb += [
             rec.drop.eq(f.rx_error | f.oversize | policy_drop),
             rec.core.eq(ok),
@@ -254,14 +284,24 @@ class FrameDatapath(wiring.Component):
             recq.w.payload.eq(rec),
             pktq.w.valid.eq(parser.frame.valid & ok),
         ]
-        pkt = Signal(packet_layout(1))
+        pkt = Signal(packet_layout(1, seq=auth))
         m.d.comb += [pkt.key.eq(f.key), pkt.tcp_flags.eq(f.tcp_flags),
                      pktq.w.payload.eq(pkt)]
+        if auth:   # what the core's verdict and a challenge reply need
+            m.d.comb += [
+                pkt.seq.eq(f.seq),
+                rec.macs.eq(f.macs), rec.src_ip.eq(f.key.src_ip), rec.dst_ip.eq(f.key.dst_ip),
+                rec.src_port.eq(f.key.src_port), rec.dst_port.eq(f.key.dst_port),
+                rec.ch_ip.eq(f.ch_ip), rec.ch_l4.eq(f.ch_l4),
+            ]
         pq = pktq.r
         m.d.comb += [core.pkt.valid.eq(pq.valid), core.pkt.payload.eq(pq.payload),
                      pq.ready.eq(core.pkt.ready)]
         wiring.connect(m, wiring.flipped(self.wr), core.wr)
         wiring.connect(m, core.learn, wiring.flipped(self.learn))
+        if lc.enabled:
+            wiring.connect(m, wiring.flipped(self.rd), core.rd)
+            wiring.connect(m, core.rdata, wiring.flipped(self.rdata))
         m.d.comb += self.counters.eq(core.counters)
 
         # ---- rewriter ------------------------------------------------------------------
@@ -275,6 +315,8 @@ class FrameDatapath(wiring.Component):
             rw.dec.payload.port.eq(d.out_dst_port),
             core.dec.ready.eq(rw.dec.ready),
         ]
+        if auth:
+            m.d.comb += rw.dec.payload.cookie.eq(d.cookie)
         wiring.connect(m, rw.m, wiring.flipped(self.m))
 
         # ---- frame counters -------------------------------------------------------------

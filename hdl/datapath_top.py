@@ -11,7 +11,10 @@ receive MAC and a transmit MAC:
 * ``wr_*`` (table writes) and ``learn_*`` (learn events) as on ``l4lb_core``
   (hdl/top.py); ``cnt_*`` the core's counters, ``cnt_<reason>`` the parser's frames per
   reason, and ``cnt_rx_errors``, ``cnt_oversize``, ``cnt_frames_out``,
-  ``cnt_frames_dropped``, ``cnt_frames_rewritten``.
+  ``cnt_frames_dropped``, ``cnt_frames_rewritten``;
+* with a ``[lifecycle]``: ``rd_*`` (control-plane reads: activity bits, verified-source
+  words, for the aging scans and key rotations) and ``rdata_*`` (their words), as on
+  ``l4lb_core``. Challenge replies leave on ``m_axis`` like every other frame.
 
 Byte 0 of a frame (the first byte of the destination MAC address) is ``tdata[7:0]`` of
 its first beat. Amaranth adds ``clk`` and ``rst`` (synchronous, active high).
@@ -32,7 +35,8 @@ from model.parse import Reason
 from .core import DEFAULT_HASH_STAGES
 from .datapath import FRAME_COUNTERS, FrameDatapath
 from .export import compact_memory_inits
-from .layouts import COUNTERS, config_summary, memory_map, write_layout
+from .layouts import COUNTERS, config_summary, memory_map, read_layout, write_layout
+from .lifecycle import readable
 from .top import KEY_FIELDS
 
 __all__ = ["L4LBDatapathTop", "DATAPATH_MODULE", "datapath_ports", "write_datapath_verilog"]
@@ -47,7 +51,8 @@ def datapath_ports(cfg: Config, width: int, counter_width: int = 48
                    ) -> dict[str, tuple[str, int]]:
     """Every top-level port except ``clk``/``rst``: name -> (direction, width)."""
     g = cfg.geometry
-    wl = write_layout(g)
+    lc = cfg.lifecycle
+    wl = write_layout(g, lc)
     p: dict[str, tuple[str, int]] = {}
     for side, d_in in (("s_axis", "in"), ("m_axis", "out")):
         d_out = "out" if d_in == "in" else "in"
@@ -56,6 +61,11 @@ def datapath_ports(cfg: Config, width: int, counter_width: int = 48
               f"{side}_tready": (d_out, 1), f"{side}_tuser": (d_in, 1)}
     p |= {"wr_valid": ("in", 1), "wr_ready": ("out", 1)}
     p |= {f"wr_{n}": ("in", wl[n].width) for n in ("mem", "addr", "data")}
+    if lc.enabled:
+        rl = read_layout(g, lc)
+        p |= {"rd_valid": ("in", 1), "rd_ready": ("out", 1)}
+        p |= {f"rd_{n}": ("in", rl[n].width) for n in ("mem", "addr")}
+        p |= {"rdata_valid": ("out", 1), "rdata_ready": ("in", 1), "rdata_data": ("out", 32)}
     p |= {"learn_valid": ("out", 1), "learn_ready": ("in", 1)}
     p |= {f"learn_{n}": ("out", w) for n, w in KEY_FIELDS}
     p |= {"learn_vip_id": ("out", g.vip_bits), "learn_version": ("out", g.version_bits)}
@@ -121,6 +131,14 @@ class L4LBDatapathTop(wiring.Component):
             m.d.comb += getattr(self, f"cnt_{r.key}").eq(dp.frame_counters.reasons[r])
         for n in FRAME_COUNTERS:
             m.d.comb += getattr(self, f"cnt_{n}").eq(getattr(dp.frame_counters, n))
+        if dp.cfg.lifecycle.enabled:
+            rd, rdata = dp.rd, dp.rdata
+            m.d.comb += [
+                rd.valid.eq(self.rd_valid), self.rd_ready.eq(rd.ready),
+                rd.payload.mem.eq(self.rd_mem), rd.payload.addr.eq(self.rd_addr),
+                self.rdata_valid.eq(rdata.valid), rdata.ready.eq(self.rdata_ready),
+                self.rdata_data.eq(rdata.payload.data),
+            ]
         return m
 
 
@@ -128,7 +146,8 @@ def describe_datapath(top: L4LBDatapathTop) -> dict:
     """The JSON-able interface description (sizes, latency, ports, memory map)."""
     dp = top.dp
     cfg = dp.cfg
-    return {
+    mm = memory_map(cfg.geometry, cfg.lifecycle)
+    info = {
         "module": DATAPATH_MODULE,
         "config": cfg.name,
         "width": dp.width,
@@ -145,8 +164,11 @@ def describe_datapath(top: L4LBDatapathTop) -> dict:
                                                   len(dp.counters.packets)).items()},
         "memories": [{"id": i.id, "name": i.name, "width": i.width, "depth": i.depth,
                       "addr_bits": i.addr_bits}
-                     for i in memory_map(cfg.geometry).values()],
+                     for i in mm.values()],
     }
+    if cfg.lifecycle.enabled:   # as l4lb_core.json: the memories a read answers
+        info["readable"] = [n for n in mm if readable(n)]
+    return info
 
 
 def write_datapath_verilog(cfg: Config, outdir: str | Path, width: int, *,
