@@ -106,6 +106,9 @@ class TB:
         d = self.dut
         d.wr_valid.value = 0
         d.learn_ready.value = 1
+        if "rd_valid" in self.info["ports"]:   # a [lifecycle] config: the read port idle
+            d.rd_valid.value = 0
+            d.rdata_ready.value = 1
         d.rst.value = 1
         for _ in range(4):
             await RisingEdge(d.clk)

@@ -27,12 +27,14 @@ def test_verilator_lint_wall(name, tmp_path):
     assert res.returncode == 0 and "%Warning" not in report and "%Error" not in report, report
 
 
-@pytest.mark.parametrize("width", [8, 64])
-def test_verilator_lint_wall_datapath(width, tmp_path):
-    """The AXI4-Stream frame datapath (l4lb_datapath) is as clean as the core."""
+@pytest.mark.parametrize("width,config", [(8, "default"), (64, "default"), (8, "lifecycle")])
+def test_verilator_lint_wall_datapath(width, config, tmp_path):
+    """The AXI4-Stream frame datapath (l4lb_datapath) is as clean as the core, also with
+    the connection lifecycle (challenge replies, the read port)."""
     from hdl.datapath_top import DATAPATH_MODULE, write_datapath_verilog
 
-    v = write_datapath_verilog(load_config(CASES["default"][0]), tmp_path, width)
+    v = write_datapath_verilog(load_config(_HERE.parent / "examples" / f"{config}.toml"),
+                               tmp_path, width)
     res = verilator_lint(v, top=DATAPATH_MODULE)
     report = (res.stdout + res.stderr).strip()
     assert res.returncode == 0 and "%Warning" not in report and "%Error" not in report, report
