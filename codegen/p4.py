@@ -31,7 +31,6 @@ docs/p4.md.
 from __future__ import annotations
 
 import ipaddress
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,20 @@ from model.lifecycle import LifecycleUnsupported
 from model.network import PORT_BITS, format_mac
 
 from .p4_lifecycle import tna_lifecycle_unsupported
+from .p4_lint import lint_p4
 from .p4_network import TNA_PORT_MAC_TABLE, match_key, rev_entry, route_entry
+from .p4_tna import (
+    TNA_MAGLEV_PADDED_MAX_BITS,
+    TNA_MAX_REGISTER_BITS,
+    TNA_MOD_HALF_BITS,
+    P4GenError,
+    tna_maglev_banked,
+    tna_maglev_mod_tables,
+    tna_maglev_reduce,
+    tna_mod_lo,
+    tna_register_bits,
+    tna_unsupported,
+)
 
 __all__ = [
     "P4GenError",
@@ -62,6 +74,8 @@ __all__ = [
     "tna_maglev_mod_tables",
     "tna_maglev_reduce",
     "tna_maglev_banked",
+    "TNA_MAX_REGISTER_BITS",
+    "TNA_MAGLEV_PADDED_MAX_BITS",
     "hash_roles",
     "default_images",
     "entries",
@@ -98,17 +112,10 @@ DECISION_HEADER = (
     ("learn", 8), ("close", 8),
 )
 
-#: Largest register word a Tofino 1 stateful ALU reads in one access.
-TNA_MAX_REGISTER_BITS = 32
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates" / "p4"
 
 _FIELD_BITS = {"src_ip": 32, "dst_ip": 32, "src_port": 16, "dst_port": 16, "proto": 8}
-
-
-class P4GenError(ValueError):
-    """The configuration cannot be expressed for a P4 target; the message names the
-    geometry field."""
 
 
 # ---- helpers shared by the templates and the entries ---------------------------------
@@ -167,93 +174,6 @@ def hash_roles(cfg: Config, arch: str = "v1model") -> list[HashRole]:
                               "model.hashing.Hasher.auth_slots()[2]: verified-source tag",
                               "hash.auth_tag", "auth_tag_t", "AUTH_TAG_VALUES"))
     return roles
-
-
-def tna_register_bits(width: int) -> int:
-    """Register element width on Tofino: 1, 8, 16 or 32 bits (the word sits in the low
-    bits, the rest are zero)."""
-    for w in (1, 8, 16, 32):
-        if width <= w:
-            return w
-    raise P4GenError(f"a {width}-bit word does not fit a {TNA_MAX_REGISTER_BITS}-bit "
-                     f"Tofino register")
-
-
-def tna_unsupported(cfg: Config) -> str | None:
-    """Why the config cannot be compiled for Tofino (TNA), or None when it can."""
-    g = cfg.geometry
-    if g.full_key:
-        return (f"geometry.digest_bits: 'full' (104-bit key) makes a "
-                f"{g.conn_word_bits}-bit ConnTable word; a Tofino register reads at most "
-                f"{TNA_MAX_REGISTER_BITS} bits per access (one half of a pair) and the "
-                f"word is not split; use digest_bits <= "
-                f"{TNA_MAX_REGISTER_BITS - 1 - g.version_bits}")
-    if g.conn_word_bits > TNA_MAX_REGISTER_BITS:
-        return (f"geometry.digest_bits: valid(1) + version_bits({g.version_bits}) + "
-                f"digest_bits({g.digest_bits}) = {g.conn_word_bits} bits exceed the "
-                f"{TNA_MAX_REGISTER_BITS}-bit Tofino register word; lower digest_bits or "
-                f"version_bits")
-    return None
-
-
-#: The Maglev CRC is reduced mod a prime M from its two 16-bit halves.
-TNA_MOD_HALF_BITS = 16
-
-
-def _tna_mod_lo(g: Geometry) -> bool:
-    """Whether the TNA program reduces the low CRC half by lookup too (a prime M up to
-    2^16; above it, ``lo < M`` already)."""
-    return not g.maglev_pow2 and g.maglev_size <= 1 << TNA_MOD_HALF_BITS
-
-
-#: Largest Maglev memory (bits) a prime-M TNA program keeps in one register padded to
-#: ``pool_slots * 2^MAGLEV_INDEX_BITS`` words (16 SRAM blocks of one MAU stage).
-TNA_MAGLEV_PADDED_MAX_BITS = 1 << 21
-
-
-def tna_maglev_banked(g: Geometry) -> bool:
-    """Whether the TNA program holds the Maglev memory as one register of M words per
-    pool slot (``maglev<slot>``, all read at the index, the slot's word kept) rather than
-    one register addressed ``slot ++ index``. Only for a prime M whose padded register
-    (``pool_slots << MAGLEV_INDEX_BITS`` words) would exceed
-    :data:`TNA_MAGLEV_PADDED_MAX_BITS`: a register lives in one MAU stage, while the
-    banks cost one stateful ALU each (four per stage)."""
-    return not g.maglev_pow2 and ((g.pool_slots << g.maglev_index_bits)
-                                  * tna_register_bits(g.dip_bits)
-                                  > TNA_MAGLEV_PADDED_MAX_BITS)
-
-
-def tna_maglev_mod_tables(g: Geometry) -> dict[str, list[int]]:
-    """The constant lookup registers with which the TNA program computes ``crc % M`` for
-    a prime Maglev size M without a modulo: ``crc = hi * 2^16 + lo``, so
-    ``crc % M = ((hi << 16) % M + lo % M) % M``. ``MOD_LO[lo] = lo % M`` and
-    ``MOD_HI[hi] = ((hi << 16) % M - M) mod 2^32``: the stateful ALU of ``MOD_HI`` adds
-    the low term, giving ``sum - M`` with ``sum < 2M``, and one conditional add of M
-    (when bit 31 is set) finishes it. ``MOD_LO`` is the identity when M > 2^16 and is
-    then left out. Empty for a power-of-two M (the index is then the low CRC bits)."""
-    m = g.maglev_size
-    if g.maglev_pow2:
-        return {}
-    half = 1 << TNA_MOD_HALF_BITS
-    tables = {"maglev_mod_hi": [((hi << TNA_MOD_HALF_BITS) % m - m) & 0xFFFFFFFF
-                                for hi in range(half)]}
-    if _tna_mod_lo(g):
-        tables["maglev_mod_lo"] = [lo % m for lo in range(half)]
-    return tables
-
-
-def tna_maglev_reduce(g: Geometry, crc: int) -> int:
-    """``crc % M`` computed the way the TNA program does it (lookups, the stateful
-    ALU's add, one conditional add of M on the low index bits); equal to ``crc % M``
-    for every 32-bit ``crc``."""
-    m, half = g.maglev_size, TNA_MOD_HALF_BITS
-    if g.maglev_pow2:
-        return crc & (m - 1)
-    hi, lo = crc >> half, crc & ((1 << half) - 1)
-    mod_hi = ((hi << half) % m - m) & 0xFFFFFFFF
-    diff = (mod_hi + (lo % m if _tna_mod_lo(g) else lo)) & 0xFFFFFFFF
-    mask = (1 << g.maglev_index_bits) - 1
-    return diff & mask if not diff >> 31 else (diff + m) & mask
 
 
 def _define_rows(g: Geometry, arch: str) -> list[tuple[str, int, str]]:
@@ -342,7 +262,7 @@ def _context(cfg: Config, arch: str) -> dict:
         "defines": _define_rows(g, arch) + lifecycle_defines(cfg) + network_defines(cfg),
         "roles": hash_roles(cfg, arch),
         "slots": list(range(g.pool_slots)),
-        "mod_lo": _tna_mod_lo(g),
+        "mod_lo": tna_mod_lo(g),
         "maglev_banked": tna_maglev_banked(g),
         "field_bits": _FIELD_BITS,
         "stages": list(range(g.stages)),
@@ -582,7 +502,7 @@ def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
         ("maglev_mod_hi",
          f"((i << {TNA_MOD_HALF_BITS}) % {g.maglev_size} - {g.maglev_size}) & 0xFFFFFFFF")] + (
         [("maglev_mod_lo", f"i % {g.maglev_size}")]
-        if _tna_mod_lo(g) else [])
+        if tna_mod_lo(g) else [])
     ctx["mod_values"] = 1 << TNA_MOD_HALF_BITS
     ctx["network"] = cfg.network.enabled
     if "port_mac" in ctx["counts"]:
@@ -620,81 +540,3 @@ def write_p4(cfg: Config, outdir: str | Path,
             path.write_text(files[name])
             written.append(path)
     return written
-
-
-# ---- a p4c-free check of generated programs ------------------------------------------
-
-_DECLARATIONS = [
-    re.compile(r"^#define\s+(\w+)", re.M),
-    re.compile(r"^\s*const\s+[\w<>]+\s+(\w+)\s*=", re.M),
-    re.compile(r"^\s*typedef\s+[^;]+?\s(\w+)\s*;", re.M),
-    re.compile(r"^\s*(?:header|struct)\s+(\w+)\s*\{", re.M),
-    # functions (P4-16: "<return type> name(<in/out parameters>) {", no keyword)
-    re.compile(r"^(?:bool|void|bit<\w+>|int<\w+>|\w+_t)\s+(\w+)\s*\((?:in|out|inout)\s", re.M),
-    re.compile(r"^\s*action\s+(\w+)\s*\(", re.M),
-    re.compile(r"^\s*table\s+(\w+)\s*\{", re.M),
-    # extern instances: register<..>(..) x;  Register<..>(..) x;  counter(..) x;  ...
-    re.compile(r"^\s*(?:register|Register|counter|Counter|Hash|CRCPolynomial|Checksum|Digest)"
-               r"\b[^;=]*\)\s*(\w+)\s*;", re.M),
-    re.compile(r"^\s*RegisterAction<[^>]*(?:<[^>]*>[^>]*)*>\s*\(\s*\w+\s*\)\s*(\w+)\s*=",
-               re.M),
-]
-
-_PAIRS = {")": "(", "]": "[", "}": "{"}
-
-#: Words that open a line in other languages but are no P4-16 syntax (p4c stops there).
-_NOT_P4_16 = (
-    ("function", "P4-16 has no 'function' keyword: declare '<type> name(...) { ... }'"),
-)
-
-
-def _strip_comments(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", lambda mt: "\n" * mt.group(0).count("\n"), text, flags=re.S)
-    return re.sub(r"//[^\n]*", "", text)
-
-
-def lint_p4(text: str) -> list[str]:
-    """Problems a template mistake leaves in a generated program, found without p4c:
-    Jinja leftovers, unbalanced brackets, tabs, trailing blanks, long lines, double blank
-    lines, and declarations (constants, types, functions, actions, tables, externs) that
-    nothing uses. Returns a list of messages; empty means clean."""
-    problems: list[str] = []
-    for token in ("{{", "}}", "{%", "%}", "{#", "#}"):
-        if token in text:
-            problems.append(f"Jinja leftover {token!r}")
-    if not text.endswith("\n") or text.endswith("\n\n"):
-        problems.append("file must end with exactly one newline")
-    for n, line in enumerate(text.splitlines(), 1):
-        if "\t" in line:
-            problems.append(f"line {n}: tab")
-        if line != line.rstrip():
-            problems.append(f"line {n}: trailing whitespace")
-        if len(line) > 100:
-            problems.append(f"line {n}: {len(line)} characters (max 100)")
-    if "\n\n\n" in text:
-        problems.append(f"line {text[:text.index(chr(10) * 3)].count(chr(10)) + 2}: "
-                        f"two blank lines in a row")
-    code = _strip_comments(text)
-    for n, line in enumerate(code.splitlines(), 1):
-        for word, why in _NOT_P4_16:
-            if re.search(rf"^\s*{word}\b", line):
-                problems.append(f"line {n}: {why}")
-    stack: list[tuple[str, int]] = []
-    for n, line in enumerate(code.splitlines(), 1):
-        for ch in line:
-            if ch in "([{":
-                stack.append((ch, n))
-            elif ch in ")]}":
-                if not stack or stack[-1][0] != _PAIRS[ch]:
-                    problems.append(f"line {n}: unmatched {ch!r}")
-                    return problems
-                stack.pop()
-    problems += [f"line {n}: unclosed {ch!r}" for ch, n in stack]
-    declared: dict[str, int] = {}
-    for pattern in _DECLARATIONS:
-        for mt in pattern.finditer(code):
-            declared.setdefault(mt.group(1), code[:mt.start(1)].count("\n") + 1)
-    for name, line_no in sorted(declared.items(), key=lambda kv: kv[1]):
-        if len(re.findall(rf"\b{re.escape(name)}\b", code)) < 2:
-            problems.append(f"line {line_no}: {name!r} is declared but never used")
-    return problems
