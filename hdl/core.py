@@ -72,7 +72,7 @@ routed by a longest-prefix match over the ``route`` registers (:class:`RouteTabl
 ``port`` (0 for DROP, VERIFY, UNVERIFIED and without a route). Writes to ``rev`` land at
 the ``rev`` lookup stage and writes to ``route`` at the decision stage, so both keep the
 ordering above. ``port_mac`` and the routes' next-hop MACs are in the write map but not
-kept: the decision does not need them. Latency grows by ``1 + route latency`` (7 for 16
+kept: the decision does not need them. Latency grows by ``1 + route latency`` (8 for 16
 routes); the counters count a REVERSE decision as a packet, not as a VIP hit.
 
 **Learn events** (``key``, ``vip_id``, ``version`` of each decision with ``learn = 1``) are
@@ -175,14 +175,15 @@ class L4LBCore(wiring.Component):
     pkt : ``In(stream.Signature(packet_layout(meta_width)))``
         Parsed header vectors: ``key`` (5-tuple), ``tcp_flags``, ``meta`` (and ``seq``,
         the TCP sequence number, with SYN authentication).
-    wr : ``In(stream.Signature(write_layout(geo)))``
+    wr : ``In(stream.Signature(write_layout(geo, lifecycle, network)))``
         Control-plane writes: ``mem`` (id, see :func:`~hdl.layouts.memory_map`),
         ``addr``, ``data``. Unknown ids and out-of-range addresses are ignored; ``data``
         bits above the memory's width are ignored.
     dec : ``Out(stream.Signature(decision_layout(geo, meta_width)))``
         One decision per packet, in input order, ``latency`` cycles after acceptance
         when not back-pressured (with SYN authentication ``action`` has 3 bits and a
-        ``cookie`` field follows).
+        ``cookie`` field follows; with a ``[network]`` ``action`` has 3 bits (REVERSE)
+        and ``route_hit``, ``route``, ``port`` follow).
     learn : ``Out(stream.Signature(learn_layout(geo)))``
         Learn events.
     rd : ``In(stream.Signature(read_layout(geo, lifecycle)))``
@@ -625,6 +626,8 @@ class L4LBCore(wiring.Component):
                     dec.out_dst_port.eq(maglev.dip_port),
                 ]
         if net:  # the return path: a server's reply (no VIP, the source is a DIP)
+            # (the route fields are filled in after D)
+            m.d.comb += [dec.route_hit.eq(0), dec.route.eq(0), dec.port.eq(0)]
             with m.If(~s6.vip_hit & rev.hit):
                 m.d.comb += [
                     dec.action.eq(Action.REVERSE),

@@ -209,13 +209,19 @@ def test_tables_validate():
 # ======================================================================================
 
 def _drive(dut: L4LBCore, ops, n_dec: int, ready: Iterator[int] | None = None,
-           idle: Iterator[int] | None = None) -> list[dict]:
+           idle: Iterator[int] | None = None, n_rd: int = 0) -> list[dict]:
     """Present ops in order (each held until accepted, ``idle`` inserting gaps);
-    collect the decisions (``ready`` drives ``dec.ready``)."""
+    collect the decisions (``ready`` drives ``dec.ready``). With a ``[lifecycle]``, ops
+    ``("R", id, addr, k)`` are control-plane reads, whose words are returned as the
+    decisions' ``reads`` (a list after the last decision)."""
+    life = dut.cfg.lifecycle.enabled
+    seq = dut.cfg.lifecycle.auth
     names = decision_fields(dut.cfg) + ("out_dst_ip", "out_dst_port", "meta")
     got: list[dict] = []
+    words: list[int] = []
     ready = ready or itertools.repeat(1)
     idle = idle or itertools.repeat(1)
+    streams = ((dut.wr, "W"), (dut.pkt, "P")) + (((dut.rd, "R"),) if life else ())
 
     async def tb(ctx):
         i = 0
@@ -223,32 +229,42 @@ def _drive(dut: L4LBCore, ops, n_dec: int, ready: Iterator[int] | None = None,
         for _ in range(6 * len(ops) + 400):
             if cur is None and i < len(ops) and next(idle):
                 cur = ops[i]
+            for s_, kind in streams:
+                ctx.set(s_.valid, cur is not None and cur[0] == kind)
             if cur is not None:
-                ctx.set(dut.wr.valid, cur[0] == "W")
-                ctx.set(dut.pkt.valid, cur[0] == "P")
                 if cur[0] == "W":
                     ctx.set(dut.wr.payload, {"mem": cur[1], "addr": cur[2], "data": cur[3]})
+                elif cur[0] == "R":
+                    ctx.set(dut.rd.payload, {"mem": cur[1], "addr": cur[2]})
                 else:
                     p = cur[1]
                     ctx.set(dut.pkt.payload, {"key": {f: getattr(p, f) for f in FIELDS},
-                                              "tcp_flags": p.tcp_flags, "meta": cur[2]})
-            else:
-                ctx.set(dut.wr.valid, 0)
-                ctx.set(dut.pkt.valid, 0)
-            ctx.set(dut.dec.ready, next(ready))
+                                              "tcp_flags": p.tcp_flags, "meta": cur[2]}
+                            | ({"seq": p.seq} if seq else {}))
+            r = next(ready)
+            ctx.set(dut.dec.ready, r)
+            if life:
+                ctx.set(dut.rdata.ready, r)
             ctx.set(dut.learn.ready, 1)
-            _, _, wv, wr, pv, pr, dv, dr, dp = await ctx.tick().sample(
-                dut.wr.valid, dut.wr.ready, dut.pkt.valid, dut.pkt.ready, dut.dec.valid,
-                dut.dec.ready, dut.dec.payload)
-            if (wv and wr) or (pv and pr):
+            sampled = [x for s_, _ in streams for x in (s_.valid, s_.ready)]
+            extra = (dut.rdata.valid, dut.rdata.payload) if life else ()
+            _, _, *v = await ctx.tick().sample(dut.dec.valid, dut.dec.ready,
+                                               dut.dec.payload, *sampled, *extra)
+            dv, dr, dp = v[:3]
+            hs = v[3:3 + len(sampled)]
+            if any(hs[k] and hs[k + 1] for k in range(0, len(hs), 2)):
                 i += 1
                 cur = None
             if dv and dr:
                 got.append({f: int(getattr(dp, f)) for f in names})
-            if i >= len(ops) and len(got) >= n_dec:
+            if life and r and v[-2]:
+                words.append(int(v[-1].data))
+            if i >= len(ops) and len(got) >= n_dec and len(words) >= n_rd:
                 break
 
     run_sim(dut, tb)
+    if life:
+        got.append({"reads": words})
     return got
 
 
@@ -332,6 +348,29 @@ def test_core_network_writes_between_packets():
     assert sum(d.action == Action.REVERSE for d in exp) > 50
     assert len({(d.route_hit, d.route) for d in exp}) > 4
     got = _drive(L4LBCore(cfg), ops, len(exp))
+    _check(cfg, got, exp, ops)
+
+
+def test_core_network_with_lifecycle():
+    """A lifecycle config with examples/network.toml's [network] (tests/test_hls_network.py's
+    "lcnet"): CHALLENGE routed by the client's address, control-plane reads answered
+    through the routing stages, SYN authentication, aging, the lookup corners."""
+    from .test_hdl_lifecycle import scenario_ops
+    from .test_hls_network import _extended, _load
+
+    cfg = _load("lcnet")
+    scen = _extended(build_scenario(cfg, connections=15, updates=1, seed=2))
+    mm = {n: i.id for n, i in memory_map(cfg.geometry, cfg.lifecycle, cfg.network).items()}
+    ops, exp, words = scenario_ops(cfg, scen.initial, scen.ops, mm)
+    acts = {d.action for d in exp}
+    assert acts >= {Action.LB, Action.CHALLENGE, Action.REVERSE} and len(words) > 20
+    assert any(d.action == Action.CHALLENGE and d.route_hit for d in exp)
+    dut = L4LBCore(cfg)
+    assert dut.latency == 59 + dut.route_delay
+    rng = random.Random(5)
+    got = _drive(dut, ops, len(exp), ready=iter(lambda: int(rng.random() < 0.7), 2),
+                 n_rd=len(words))
+    assert got.pop()["reads"] == words
     _check(cfg, got, exp, ops)
 
 
@@ -440,9 +479,12 @@ def _run(tmp_path, testcase: str, env: dict) -> list[dict]:
     stats = [json.loads(x) for x in (results.parent / "stats.jsonl").read_text().splitlines()]
     (results.parent / "stats.jsonl").unlink()
     for s in stats:
-        print(f"[network] {s['name']}: {s['packets']} packets, {s['writes']} writes, "
+        print(f"[network] {s['name']}: {s['packets']} packets "
+              f"({s.get('reverse', '-')} REVERSE, {s.get('routed', '-')} routed), "
+              f"{s['writes']} writes ({s.get('load_writes', '-')} image words), "
               f"{s['cycles']} cycles, {s['mismatches']} mismatches, latencies "
-              f"{s['latencies']}, {s['packets'] / s['wall']:.0f} packets/s")
+              f"{s['latencies'][:3]}..{s['latencies'][-1:]}, "
+              f"{s['packets'] / s['wall']:.0f} packets/s")
     return stats
 
 
@@ -452,11 +494,24 @@ def vector_dirs(tmp_path_factory):
     the lookup corners (duplicate rev keys and routes taking over, /0 and /32)."""
     root = tmp_path_factory.mktemp("network_vectors")
     cfg = _cfg()
-    plain = build_scenario(cfg, connections=int(os.environ.get("L4LB_NET_CONNECTIONS", "400")),
+    plain = build_scenario(cfg, connections=int(os.environ.get("L4LB_NET_CONNECTIONS", "1500")),
                            updates=4, seed=3)
     write_vectors(plain, root / "scenario")
     write_vectors(_scenario(), root / "corners")
     return root, plain
+
+
+def test_rtl_network_lint(tmp_path):
+    """``verilator --lint-only -Wall`` (with the project's waivers) on the network core."""
+    sys.path.insert(0, str(ROOT / "cocotb_tests"))
+    from rtl_env import verilator_lint
+
+    from hdl.export import write_verilog
+
+    path = write_verilog(_cfg(), tmp_path)
+    res = verilator_lint(path)
+    report = res.stdout + res.stderr
+    assert res.returncode == 0 and "%Warning" not in report and "%Error" not in report, report
 
 
 def test_rtl_network_vectors(vector_dirs, tmp_path):
