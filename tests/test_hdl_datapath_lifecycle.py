@@ -210,18 +210,18 @@ def test_small_lifecycle_config_in_the_amaranth_simulator():
     _compare(res["out"], want)
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
-def test_datapath_exposes_the_read_port_and_keeps_other_configs():
-    """A lifecycle config's datapath has ``rd``/``rdata`` and the core's 3-bit action;
-    one without keeps the format-1 interface."""
+def test_datapath_ports_with_and_without_a_lifecycle():
+    """A lifecycle config's datapath has the read ports; one without keeps the format-1
+    interface."""
+    from hdl.datapath_top import datapath_ports
+
     from .test_hdl_datapath import SMALL
     from .test_lifecycle import LC, _cfg
 
-    lc = FrameDatapath(_cfg(LC), 8)
-    assert {"rd", "rdata"} <= set(lc.signature.members) and lc.parser.challenge
-    assert lc.latency == lc.decision_delay + 10 and lc.core.latency == 59
-    plain = FrameDatapath(SMALL, 8)
-    assert "rd" not in plain.signature.members and not plain.parser.challenge
+    lc = datapath_ports(_cfg(LC), 8)
+    assert {"rd_valid", "rd_ready", "rd_mem", "rd_addr", "rdata_valid", "rdata_ready",
+            "rdata_data"} <= set(lc)
+    assert not any(n.startswith("rd") for n in datapath_ports(SMALL, 8))
 
 
 def test_datapath_refuses_a_network_config():
@@ -427,6 +427,8 @@ def test_rtl_datapath_lifecycle_frames(width):
 
     build = build_datapath(LIFECYCLE_TOML, width)
     assert build.info["readable"] == ["act0", "act1", "act2", "act3", "auth0", "auth1"]
+    # the core's 59 cycles (41 without a lifecycle); parser, queue and rewriter unchanged
+    assert build.info["core_latency"] == 59 and build.info["latency"] == 86
     frames = os.environ.get("L4LB_FRAMES", "1500")
     results = run_cocotb(build, "tests.test_hdl_datapath_lifecycle",
                          ["lifecycle_frames_test", "lifecycle_throughput"],
@@ -445,3 +447,24 @@ def test_rtl_datapath_lifecycle_frames(width):
     assert t["mismatches"] == 0 and t["latency_min"] == t["latency_max"] == t["latency_expected"]
     if width == 64:
         assert t["frames_per_cycle_in"] == t["frames_per_cycle_out"] == 1.0
+
+
+def test_replay_rtl_shipped_capture_on_the_lifecycle_config(tmp_path):
+    """``l4lb replay examples/lifecycle.toml examples/capture.pcap --rtl``: the shipped
+    capture with its live control plane (aging, FIN grace, key rotations as table
+    writes between segments) through the W = 8 lifecycle datapath: every output frame,
+    challenge SYN-ACKs included, identical to the model's."""
+    pytest.importorskip("cocotbext.axi", reason="cocotbext-axi comes with the dev extras")
+    from l4lb.replay import ReplayTrace, replay_pcap
+    from l4lb.replay_rtl import replay_rtl
+
+    trace = ReplayTrace()
+    rep = replay_pcap(load_config(LIFECYCLE_TOML), ROOT / "examples" / "capture.pcap",
+                      tmp_path / "out.pcap", trace=trace)
+    rtl = replay_rtl(LIFECYCLE_TOML, trace, 8)
+    print(rtl.format())
+    assert not rtl.mismatches
+    assert rtl.compared == rep.frames_out - sum(1 for f in trace.frames if not f)
+    challenges = [o for o in trace.outputs if o is not None and parse_frame(o).ok
+                  and parse_frame(o).packet.tcp_flags == 0x12 and parse_frame(o).packet.seq == 0]
+    assert len(challenges) > 100 and rtl.writes > 100
