@@ -195,14 +195,18 @@ def test_vector_format_3_round_trips_and_replays(cfg, tmp_path):
 
 
 def test_targets_refuse_a_network_config(cfg):
-    """A target without the table refuses, naming it (the model, both P4 programs, HLS
-    and the RTL core implement it; tests/test_hdl_network.py checks the core)."""
+    """A target without the table refuses, naming it: the RTL frame datapath (the model,
+    both P4 programs, HLS and the RTL core implement it; tests/test_hdl_network.py checks
+    the core)."""
     from amaranth.hdl import Fragment
 
     from hdl.core import L4LBCore
+    from hdl.datapath import FrameDatapath
 
     with pytest.raises(NetworkUnsupported, match=r"^X: network \(forwarding to 2 ports"):
         require_no_network(cfg, "X")
+    with pytest.raises(NetworkUnsupported, match="RTL frame datapath"):
+        FrameDatapath(cfg, 8)
     core = L4LBCore(cfg)  # no refusal: it elaborates, with the forwarding fields
     Fragment.get(core, None)
     assert core.dec.payload.shape()["route_hit"].width == 1
