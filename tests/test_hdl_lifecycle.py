@@ -289,18 +289,24 @@ def test_core_lifecycle_back_to_back_hazards(small_lc):
     _check(got, rgot, exp, words)
 
 
-def test_core_refuses_a_network_config():
-    """The RTL core implements the lifecycle but not [network] (forwarding, the return
-    path): it refuses such a config rather than decide differently from the model."""
+def test_core_takes_a_network_config_up_to_the_register_rev_limit():
+    """The RTL core implements [network] (tests/test_hdl_network.py) with the return
+    path in registers: it builds one next to the lifecycle, and refuses a dip_capacity
+    above hdl.network.MAX_REV_ENTRIES naming it rather than build what cannot fit."""
+    import dataclasses
     import tomllib
 
-    from model.network import NetworkUnsupported
+    from hdl.network import MAX_REV_ENTRIES
 
     raw = tomllib.loads((ROOT / "examples" / "small.toml").read_text())
     raw["network"] = {"port": [{"id": 0, "mac": "02:00:00:00:00:10"}],
                       "route": [{"prefix": "0.0.0.0/0", "port": 0, "mac": "02:00:00:00:00:ff"}]}
-    with pytest.raises(NetworkUnsupported, match="RTL core"):
-        L4LBCore(parse_config(raw))
+    cfg = parse_config(raw)
+    L4LBCore(cfg)
+    big = dataclasses.replace(cfg, geometry=dataclasses.replace(
+        cfg.geometry, dip_capacity=MAX_REV_ENTRIES + 1))
+    with pytest.raises(ValueError, match="dip_capacity"):
+        L4LBCore(big)
 
 
 # ======================================================================================
