@@ -113,8 +113,8 @@ def lifecycle_frames(cfg: Config, mem: Memories, keys: list[FiveTuple], seed: in
         f = build_frame(rng, pkt, payload=rng.choice((0, 0, 0, 6, 40, 300)))
         if pkt.proto == PROTO_TCP:
             f = with_seq(f, pkt.seq)
-        if mal:
-            f = malform(rng, f, rng.choice(MALFORMED))
+        if mal:   # (AXI4-Stream has no empty frame: cocotbext-axi would not send one)
+            f = malform(rng, f, rng.choice(MALFORMED)) or b"\x00"
         r = fdp.decide(f)
         frames.append(f)
         results.append(r)
