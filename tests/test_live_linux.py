@@ -186,10 +186,23 @@ def test_real_tcp_through_the_load_balancer_while_the_pool_changes(target, topo,
           f"insert latency p50 {end['insert_latency_s']['p50'] * 1e3:.2f} ms, "
           f"p99 {end['insert_latency_s']['p99'] * 1e3:.2f} ms")
 
-    if target == "model":  # clean stop on SIGTERM
+    if target == "model":  # clean stop on SIGTERM; a restart serves from the config again
         lb.terminate()
         assert lb.wait(10) == 0, log.read_text()[-2000:]
         assert "stopped" in log.read_text()
+        log2 = tmp_path / "switch-restart.log"
+        lb = topo.spawn(topo.lb_ns, [sys.executable, "-m", "l4lb.cli", "run", str(cfg),
+                                     *ports, "--progress", "0"], log2)
+        _wait(lambda: _l4lb(topo, "status", check=False).returncode == 0
+              or lb.poll() is not None, 60, "the restarted instance", log2)
+        again = subprocess.run(["ip", "netns", "exec", topo.hosts_c[0].ns, sys.executable, TCP,
+                                "client", VIP, str(VIP_PORT), "2", str(64 << 10), "9000"],
+                               capture_output=True, text=True, timeout=60).stdout
+        assert all(json.loads(ln)["ok"] for ln in again.splitlines()) and again, again
+        st = _status(topo)  # the config's pool, not the updated one: state is the config's
+        assert st["vips"][0]["pool"] == [f"{h.ip}:{SERVER_PORT}" for h in s[:2]]
+        lb.terminate()
+        assert lb.wait(10) == 0
     else:  # a killed switch: the instance says so and stops
         pids = subprocess.run(["ip", "netns", "pids", topo.lb_ns], capture_output=True,
                               text=True).stdout.split()
