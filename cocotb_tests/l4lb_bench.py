@@ -147,12 +147,14 @@ class L4LBBench:
         return int(v) if name in self._bits1 else v.to_unsigned()
 
     async def reset(self, cycles: int = 3) -> None:
-        """Synchronous reset; inputs idle. Memories keep their contents (no reset)."""
+        """Synchronous reset; inputs idle (and, on a lifecycle core, the control-plane
+        read port idle and its answers accepted). Memories keep their contents."""
         self._driven.clear()
-        for n in ("pkt_valid", "wr_valid"):
+        reads = "rd_valid" in self._h
+        for n in ("pkt_valid", "wr_valid") + (("rd_valid",) if reads else ()):
             self._set(n, 0)
-        self._set("dec_ready", 1)
-        self._set("learn_ready", 1)
+        for n in ("dec_ready", "learn_ready") + (("rdata_ready",) if reads else ()):
+            self._set(n, 1)
         self.dut.rst.value = 1
         for _ in range(cycles):
             await RisingEdge(self.dut.clk)

@@ -16,13 +16,13 @@ import itertools
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import cocotb
 import pytest
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hdl.core import L4LBCore
@@ -52,6 +52,9 @@ from model.vectors import (
 )
 
 from .hdl_simutil import run_sim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cocotb_tests"))
+from l4lb_bench import L4LBBench  # noqa: E402  (cocotb_tests/ holds the core bench)
 
 ROOT = Path(__file__).resolve().parent.parent
 LIFECYCLE_TOML = ROOT / "examples" / "lifecycle.toml"
@@ -323,8 +326,9 @@ def _random_gen(rng: random.Random, p_one: float) -> Iterator[int]:
         yield int(rng.random() < p_one)
 
 
-class LifecycleBench:
-    """Driver, monitors and scoreboard for an ``l4lb_core`` with a ``[lifecycle]``.
+class LifecycleBench(L4LBBench):
+    """Driver, monitors and scoreboard for an ``l4lb_core`` with a ``[lifecycle]``: the
+    core bench's pin access and reset, with a driver and scoreboard for reads too.
 
     The driver presents ops strictly in order, each held until accepted: writes on
     ``wr_*``, control-plane reads on ``rd_*``, packets (with ``seq``) on ``pkt_*``. The
@@ -342,39 +346,6 @@ class LifecycleBench:
     info : dict
         ``l4lb_core.json`` (latency, ports, memory map).
     """
-
-    def __init__(self, dut, cfg: Config, info: dict):
-        self.dut, self.cfg, self.info = dut, cfg, info
-        self.latency = int(info["latency"])
-        self.mem_ids = {m["name"]: m["id"] for m in info["memories"]}
-        self.meta_mask = (1 << int(info["meta_width"])) - 1
-        self._h = {n: getattr(dut, n) for n in info["ports"]}
-        self._bits1 = {n for n, p in info["ports"].items() if p["width"] == 1}
-        self._driven: dict[str, int] = {}
-        self.log = dut._log
-        Clock(dut.clk, 10, unit="ns").start()
-
-    def _set(self, name: str, value: int) -> None:
-        if self._driven.get(name) != value:
-            self._h[name].value = value
-            self._driven[name] = value
-
-    def _get(self, name: str) -> int:
-        v = self._h[name].value
-        return int(v) if name in self._bits1 else v.to_unsigned()
-
-    async def reset(self, cycles: int = 3) -> None:
-        """Synchronous reset with idle inputs (memories keep their contents)."""
-        self._driven.clear()
-        for n in ("pkt_valid", "wr_valid", "rd_valid"):
-            self._set(n, 0)
-        for n in ("dec_ready", "rdata_ready", "learn_ready"):
-            self._set(n, 1)
-        self.dut.rst.value = 1
-        for _ in range(cycles):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
 
     def _present(self, op: Op) -> None:
         kind = op[0]
@@ -607,9 +578,6 @@ def test_rtl_lifecycle_lint(tmp_path, hash_stages):
 def test_rtl_lifecycle_vectors(tmp_path):
     """examples/lifecycle.toml's format-2 vectors through the Verilated core: 0
     mismatches on every decision field (cookie included), read word and learn event."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "cocotb_tests"))
     from rtl_env import build_core, run_cocotb
 
     cfg = load_config(LIFECYCLE_TOML)
