@@ -109,12 +109,9 @@ def _with_drops(scen: Scenario) -> Scenario:
     return Scenario(cfg, scen.initial, ops)
 
 
-def _prepare(name, root):
-    """Vectors, generated sources and the compiled csim binary of one config."""
-    work = root / name
-    work.mkdir()
-    cfg = _load(name, work)
-    scen = _with_drops(build_scenario(cfg))
+def prepare_csim(cfg, scen, work) -> dict:
+    """Vectors of ``scen``, generated sources and the compiled csim binary of ``cfg``
+    in ``work``."""
     vecdir = work / "vectors"
     write_vectors(scen, vecdir)
     srcdir = work / "hls"
@@ -123,13 +120,27 @@ def _prepare(name, root):
             "build": build_csim(srcdir)}
 
 
+def prepare_all(names, root, prepare) -> dict:
+    """``prepare(name, root / name)`` for every config, concurrently (g++ dominates)."""
+    def one(name):
+        work = root / name
+        work.mkdir()
+        return prepare(name, work)
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        futures = {name: pool.submit(one, name) for name in names}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _prepare(name, work):
+    cfg = _load(name, work)
+    return prepare_csim(cfg, _with_drops(build_scenario(cfg)), work)
+
+
 @pytest.fixture(scope="module")
 def csim_runs(tmp_path_factory):
-    """All configs generated and compiled once, concurrently (g++ dominates)."""
-    root = tmp_path_factory.mktemp("hls")
-    with ThreadPoolExecutor(max_workers=len(CONFIGS)) as pool:
-        futures = {name: pool.submit(_prepare, name, root) for name in CONFIGS}
-        return {name: f.result() for name, f in futures.items()}
+    """All configs generated and compiled once."""
+    return prepare_all(CONFIGS, tmp_path_factory.mktemp("hls"), _prepare)
 
 
 # ---- rendering (no compiler needed) ---------------------------------------------------

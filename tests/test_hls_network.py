@@ -7,19 +7,18 @@ import hashlib
 import re
 import shutil
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from codegen.hls import build_csim, render_hls, run_csim, write_hls
+from codegen.hls import render_hls, run_csim
 from model.config import load_config, parse_config
 from model.layout import Action
 from model.network import pack_rev, pack_route, unpack_rev, unpack_route
 from model.pipeline import DataPlane, Packet, decision_fields
-from model.vectors import Scenario, Step, Write, build_scenario, load_memories, write_vectors
+from model.vectors import Scenario, Step, Write, build_scenario, load_memories
 
 from .conftest import EXAMPLES
-from .test_hls import FILTERED_WARNINGS, _with_drops, needs_csim
+from .test_hls import FILTERED_WARNINGS, _with_drops, needs_csim, prepare_all, prepare_csim
 from .test_lifecycle import DNS, GEO, LC, WEB
 
 #: "network": examples/network.toml. "lcnet": the lifecycle test config of
@@ -104,25 +103,14 @@ def _extended(scen: Scenario) -> Scenario:
     return Scenario(cfg, scen.initial, ops)
 
 
-def _prepare(name, root):
-    work = root / name
-    work.mkdir()
+def _prepare(name, work):
     cfg = _load(name)
-    scen = _with_drops(_extended(build_scenario(cfg)))
-    vecdir = work / "vectors"
-    write_vectors(scen, vecdir)
-    srcdir = work / "hls"
-    write_hls(cfg, srcdir)
-    return {"cfg": cfg, "scen": scen, "vectors": vecdir, "src": srcdir,
-            "build": build_csim(srcdir)}
+    return prepare_csim(cfg, _with_drops(_extended(build_scenario(cfg))), work)
 
 
 @pytest.fixture(scope="module")
 def csim_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hls_network")
-    with ThreadPoolExecutor(max_workers=len(CONFIGS)) as pool:
-        futures = {name: pool.submit(_prepare, name, root) for name in CONFIGS}
-        return {name: f.result() for name, f in futures.items()}
+    return prepare_all(CONFIGS, tmp_path_factory.mktemp("hls_network"), _prepare)
 
 
 # ---- rendering (no compiler needed) ---------------------------------------------------
