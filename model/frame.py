@@ -64,6 +64,14 @@ def _words32(x: int) -> tuple[int, int]:
 
 def rewrite_destination(frame: bytes, parsed: ParsedFrame, dip_ip: int, dip_port: int
                         ) -> bytes:
+    """The frame with destination address and port set to ``(dip_ip, dip_port)``.
+
+    Only these bytes change: the IPv4 destination address and header checksum, the
+    TCP/UDP destination port and checksum. The IPv4 header checksum is updated over the
+    two address words; the TCP/UDP checksum over the address words (pseudo-header) and
+    the port. A UDP checksum of 0 (none, RFC 768) stays 0; an updated UDP checksum of
+    0 is sent as 0xFFFF (its other ones'-complement form). Ethernet padding, IPv4
+    options and payload are untouched."""
     return _rewrite(frame, parsed, dip_ip, dip_port, source=False)
 
 
@@ -75,14 +83,8 @@ def rewrite_source(frame: bytes, parsed: ParsedFrame, vip_ip: int, vip_port: int
 
 
 def _rewrite(frame: bytes, parsed: ParsedFrame, ip: int, port: int, source: bool) -> bytes:
-    """The frame with destination address and port set to ``(dip_ip, dip_port)``.
-
-    Only these bytes change: the IPv4 destination address and header checksum, the
-    TCP/UDP destination port and checksum. The IPv4 header checksum is updated over the
-    two address words; the TCP/UDP checksum over the address words (pseudo-header) and
-    the port. A UDP checksum of 0 (none, RFC 768) stays 0; an updated UDP checksum of
-    0 is sent as 0xFFFF (its other ones'-complement form). Ethernet padding, IPv4
-    options and payload are untouched."""
+    """The frame with its source (``source``) or destination address and port replaced,
+    the checksums updated incrementally (see :func:`rewrite_destination`)."""
     pkt = parsed.packet
     assert pkt is not None and parsed.ok, "rewrite of a frame that was not parsed OK"
     l3, l4 = parsed.l3, parsed.l4

@@ -33,11 +33,7 @@ TCP = str(ROOT / "l4lb" / "live" / "tcp.py")
 
 
 def status(topo: Topology) -> dict:
-    r = subprocess.run(["ip", "netns", "exec", topo.lb_ns, sys.executable, "-m", "l4lb.cli",
-                        "status"], capture_output=True, text=True, cwd=ROOT, timeout=30)
-    if r.returncode:
-        raise RuntimeError(r.stderr)
-    return json.loads(r.stdout)
+    return json.loads(topo.l4lb("status").stdout)
 
 
 def clients(topo: Topology, per_client: int, size: int, seed: int, batch: int = 0

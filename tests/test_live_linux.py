@@ -26,16 +26,8 @@ TCP = str(ROOT / "l4lb" / "live" / "tcp.py")
 pytestmark = pytest.mark.skipif(need_root() is not None, reason=str(need_root()))
 
 
-def _l4lb(topo: Topology, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["ip", "netns", "exec", topo.lb_ns, sys.executable, "-m", "l4lb.cli",
-                        *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    if check and r.returncode:
-        raise AssertionError(f"l4lb {' '.join(args)}: exit {r.returncode}\n{r.stderr}")
-    return r
-
-
 def _status(topo: Topology) -> dict:
-    return json.loads(_l4lb(topo, "status").stdout)
+    return json.loads(topo.l4lb("status").stdout)
 
 
 def _wait(pred, timeout: float, what: str, log: Path):
@@ -90,7 +82,7 @@ def test_real_tcp_through_the_load_balancer_while_the_pool_changes(target, topo,
     lb = topo.spawn(topo.lb_ns, [sys.executable, "-m", "l4lb.cli", "run", str(cfg), *ports,
                                  "--target", target, "--workdir", str(tmp_path / "run"),
                                  "--progress", "1"], log)
-    _wait(lambda: _l4lb(topo, "status", check=False).returncode == 0 or lb.poll() is not None,
+    _wait(lambda: topo.l4lb("status", check=False).returncode == 0 or lb.poll() is not None,
           120, "the management API", log)
     assert lb.poll() is None, f"l4lb run exited:\n{log.read_text()}"
 
@@ -109,8 +101,8 @@ def test_real_tcp_through_the_load_balancer_while_the_pool_changes(target, topo,
     assert (mid["dataplane"]["actions"]["lb"] if target == "model"
             else mid["dataplane"]["vip_packets"]["web"]) > 0
     t_update = time.monotonic()
-    _l4lb(topo, "pool", str(cfg), "add", new_dip, "--wait")
-    r = json.loads(_l4lb(topo, "pool", str(cfg), "drain", old_dip, "--wait").stdout)
+    topo.l4lb("pool", str(cfg), "add", new_dip, "--wait")
+    r = json.loads(topo.l4lb("pool", str(cfg), "drain", old_dip, "--wait").stdout)
     t_update = time.monotonic() - t_update
     assert r["pool"] == [f"{s[1].ip}:{SERVER_PORT}", new_dip]
     # the update happened mid-transfer: no connection had closed, all are still running
@@ -159,7 +151,7 @@ def test_real_tcp_through_the_load_balancer_while_the_pool_changes(target, topo,
         assert dp["vip_misses"]["web"] >= end["events"]["learn"] >= n, (dp, end["events"])
     assert end["vips"][0]["pool"] == [f"{s[1].ip}:{SERVER_PORT}", new_dip]
     assert after_update["insert_latency_s"]["count"] >= 2 * per_client
-    metrics = _l4lb(topo, "status", "--metrics").stdout
+    metrics = topo.l4lb("status", "--metrics").stdout
     assert f'l4lb_control_plane_total{{kind="inserted"}} {n}' in metrics
     if target == "model":
         assert 'l4lb_frames_total{action="reverse"}' in metrics
@@ -193,7 +185,7 @@ def test_real_tcp_through_the_load_balancer_while_the_pool_changes(target, topo,
         log2 = tmp_path / "switch-restart.log"
         lb = topo.spawn(topo.lb_ns, [sys.executable, "-m", "l4lb.cli", "run", str(cfg),
                                      *ports, "--progress", "0"], log2)
-        _wait(lambda: _l4lb(topo, "status", check=False).returncode == 0
+        _wait(lambda: topo.l4lb("status", check=False).returncode == 0
               or lb.poll() is not None, 60, "the restarted instance", log2)
         again = subprocess.run(["ip", "netns", "exec", topo.hosts_c[0].ns, sys.executable, TCP,
                                 "client", VIP, str(VIP_PORT), "2", str(64 << 10), "9000"],

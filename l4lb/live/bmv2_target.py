@@ -40,12 +40,9 @@ __all__ = ["Bmv2Target", "MirroredMemories", "RECORD_HOLD", "DATAPLANE_WRITTEN"]
 
 #: Seconds each two-phase-commit phase waits for digests still in flight.
 RECORD_HOLD = 0.2
-#: Memories the data plane writes (the control plane reads them from the switch).
+#: Names (prefixes) of the memories the data plane writes: ``transit<j>``, ``act<i>``,
+#: ``auth0``, ``auth1`` (the control plane reads them from the switch).
 DATAPLANE_WRITTEN = ("transit", "act", "auth0", "auth1")
-
-
-def _dataplane_written(name: str) -> bool:
-    return name.startswith(("transit", "act")) or name in ("auth0", "auth1")
 
 
 class MirroredMemories(Memories):
@@ -63,12 +60,12 @@ class MirroredMemories(Memories):
         self.thrift_writes += 1
 
     def cp_read(self, name: str, addr: int) -> int:
-        if _dataplane_written(name):
+        if name.startswith(DATAPLANE_WRITTEN):
             self.arrays[name][addr] = self.rt.register_read(name, addr)
         return super().cp_read(name, addr)
 
     def __getitem__(self, name: str) -> np.ndarray:
-        if _dataplane_written(name):
+        if name.startswith(DATAPLANE_WRITTEN):
             words = self.rt.register_read_all(name)
             self.arrays[name][:] = np.array(words, dtype=self.arrays[name].dtype)
         return self.arrays[name]

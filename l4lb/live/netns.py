@@ -136,6 +136,16 @@ class Topology:
             raise RuntimeError(f"{ns}: {r.stderr.strip()}")
         return r.stdout
 
+    def l4lb(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """``l4lb ARGS`` in the load balancer's namespace (where its management API
+        listens on loopback); a failure raises RuntimeError with its stderr."""
+        r = subprocess.run(["ip", "netns", "exec", self.lb_ns, sys.executable, "-m",
+                            "l4lb.cli", *args], capture_output=True, text=True, timeout=60,
+                           cwd=Path(__file__).resolve().parent.parent.parent)
+        if check and r.returncode:
+            raise RuntimeError(f"l4lb {' '.join(args)}: exit {r.returncode}\n{r.stderr}")
+        return r
+
     def spawn(self, ns: str, args: list[str], log: Path) -> subprocess.Popen:
         f = open(log, "w")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=f, stderr=subprocess.STDOUT)
