@@ -496,7 +496,10 @@ def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
     if why is not None:
         raise P4GenError(why)
     ctx = _entries_context(cfg, images)
-    ctx["entries"] = [tna_entry(cfg, e) for e in ctx["entries"]]
+    from .p4_tna_auth import tna_auth_bfrt_context, tna_auth_entries
+
+    ctx["entries"] = [x for e in ctx["entries"] for x in tna_auth_entries(tna_entry(cfg, e))]
+    ctx |= tna_auth_bfrt_context(cfg)
     g = cfg.geometry
     ctx["mod_tables"] = [] if g.maglev_pow2 else [
         ("maglev_mod_hi",

@@ -2,8 +2,9 @@
 constants, hash roles and decision field of a config with a ``[lifecycle]``.
 
 The v1model program implements the lifecycle (activity bits, SYN authentication with
-HalfSipHash-2-4 cookies and challenge SYN-ACK frames); the TNA generator still refuses
-such configs (:func:`model.lifecycle.require_no_lifecycle`).
+HalfSipHash-2-4 cookies and challenge SYN-ACK frames); the TNA program implements the
+activity bits and, on Tofino 2, SYN authentication by recirculation
+(codegen/p4_tna_auth.py).
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ def lifecycle_defines(cfg: Config) -> list[tuple[str, int, str]]:
 def lifecycle_context(cfg: Config) -> dict:
     """Template variables: ``lc`` (model.lifecycle.Lifecycle), ``aging``, ``auth``,
     ``action_bits`` and the constants of the challenge frame."""
+    from .p4_tna_auth import tna_auth_context
+
     lc = cfg.lifecycle
-    return {
+    return tna_auth_context(cfg) | {
         "lc": lc,
         "aging": lc.aging,
         "auth": lc.auth,
@@ -72,15 +75,16 @@ def lifecycle_context(cfg: Config) -> dict:
 
 def tna_lifecycle_unsupported(cfg: Config) -> str | None:
     """Why the TNA program cannot take ``cfg``'s lifecycle, or None. Idle aging (the
-    activity bits) it implements; SYN authentication it refuses: the cookie alone,
-    HalfSipHash-2-4, takes about 53 MAU stages on Tofino, against 12 per pipe
-    (``scripts/tofino_siphash_probe.py``, docs/lifecycle.md "P4 TNA")."""
-    if not cfg.lifecycle.auth:
+    activity bits) and SYN authentication (recirculation, Tofino 2 only:
+    :func:`codegen.p4_tna_auth.tna_auth_unsupported`) it implements; SYN
+    authentication together with a ``[network]`` table it refuses (the challenge would
+    be routed to the client, which the TNA program does not do yet)."""
+    if not cfg.lifecycle.auth or not cfg.network.enabled:
         return None
-    names = ", ".join(repr(v.name) for v in cfg.vips if v.auth)
-    return (f"{cfg.source}: the P4 TNA generator does not implement SYN authentication: "
-            f"auth = true on VIP {names}. Its cookie (HalfSipHash-2-4, 12 SipRounds) takes "
-            f"about 53 MAU stages on Tofino (4.3 per round, measured with bf-p4c: "
-            f"scripts/tofino_siphash_probe.py), a pipe has 12; docs/lifecycle.md, "
-            f"'P4 TNA'. Idle aging (lifecycle.idle_timeout) is implemented; the model, "
-            f"P4 v1model, HLS and the RTL core run SYN authentication.")
+    from .p4_tna_auth import auth_names
+
+    return (f"{cfg.source}: the P4 TNA generator does not implement SYN authentication "
+            f"(auth = true on VIP {auth_names(cfg)}) together with a [network] table: "
+            f"the model routes a challenge to the client (route_table), the TNA program "
+            f"answers through the SYN's ingress port only; docs/lifecycle.md, 'P4 TNA'. "
+            f"Without [network] the TNA program authenticates on Tofino 2.")

@@ -64,9 +64,17 @@ class TofinoResult:
 def compile_tna(cfg: Config, outdir: str | Path, target: str = "tofino",
                 timeout: float = 3600) -> TofinoResult:
     """``bf-p4c --target T --arch A -D__TARGET_TOFINO__=N -g`` on the config's TNA
-    program; ``ok`` when the assembler wrote the binary."""
+    program; ``ok`` when the assembler wrote the binary. Raises
+    :class:`~model.lifecycle.LifecycleUnsupported` for a config with SYN
+    authentication on Tofino 1 (:func:`codegen.p4_tna_auth.tna_auth_unsupported`)."""
     import time
 
+    from codegen.p4_tna_auth import tna_auth_unsupported
+    from model.lifecycle import LifecycleUnsupported
+
+    why = tna_auth_unsupported(cfg, target)
+    if why is not None:
+        raise LifecycleUnsupported(why)
     arch, n = TARGETS[target]
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,10 +223,15 @@ def cli_p4_report(a) -> int:
         return 2
     cfg = load_config(a.config)
     from codegen.p4 import P4GenError, render_tna
+    from codegen.p4_tna_auth import tna_auth_unsupported
     from model.lifecycle import LifecycleUnsupported
 
     try:
         render_tna(cfg)
+        for target in a.target or ["tofino"]:
+            why = tna_auth_unsupported(cfg, target)
+            if why is not None:
+                raise LifecycleUnsupported(why)
     except (P4GenError, LifecycleUnsupported) as e:
         print(f"l4lb p4-report: no TNA program for this config: {e}", file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ def test_generate_writes_every_target(tmp_path, capsys):
 
 def test_demo_and_generate_on_the_lifecycle_config(tmp_path, capsys):
     """examples/lifecycle.toml: the demo runs the SYN-flood simulation; generate writes
-    v1model and HLS and, for the targets without the lifecycle, a note naming why."""
+    v1model, TNA (Tofino 2: SYN authentication by recirculation) and HLS."""
     import warnings
 
     assert main(["demo", str(EXAMPLES / "lifecycle.toml")]) == 0
@@ -59,7 +59,8 @@ def test_demo_and_generate_on_the_lifecycle_config(tmp_path, capsys):
     for rel in ("p4/l4lb_v1model.p4", "p4/entries_bmv2.txt", "hls/l4lb_kernel.cpp",
                 "rtl/l4lb_core.v"):  # the RTL core implements the lifecycle
         assert (tmp_path / rel).exists(), rel
-    assert "auth = true on VIP 'web', 'tls'" in (tmp_path / "p4/TNA_SKIPPED.txt").read_text()
+    assert "AUTH_RECIRC_PORT" in (tmp_path / "p4/l4lb_tna.p4").read_text()
+    assert not (tmp_path / "p4/TNA_SKIPPED.txt").exists()
 
 
 def test_generate_on_a_network_config_writes_every_target(tmp_path):

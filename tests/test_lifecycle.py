@@ -5,6 +5,7 @@ table-full fallback, the flood simulation and format-2 vector files."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -379,16 +380,17 @@ def test_scan_reads_are_logged_with_the_value_read(lc_cfg):
 
 
 def test_targets_refuse_a_lifecycle_config_naming_its_fields():
-    """The TNA program refuses SYN authentication, naming the VIPs and the compiler's
-    stage count (the RTL core and the RTL frame datapath implement the lifecycle:
-    tests/test_hdl_lifecycle.py, tests/test_hdl_datapath_lifecycle.py)."""
-    from codegen.p4 import render_tna
-    from model.lifecycle import LifecycleUnsupported
+    """The TNA program authenticates on Tofino 2 only: Tofino 1 is refused, naming the
+    VIPs and the reason (tests/test_tna_auth.py has the rest; the RTL core and the RTL
+    frame datapath implement the lifecycle: tests/test_hdl_lifecycle.py,
+    tests/test_hdl_datapath_lifecycle.py)."""
+    from codegen.p4_tna_auth import tna_auth_unsupported
 
     cfg = load_config("examples/lifecycle.toml")
-    with pytest.raises(LifecycleUnsupported,
-                       match=r"SYN authentication: auth = true on VIP 'web'.*53 MAU stages"):
-        render_tna(cfg)
+    why = tna_auth_unsupported(cfg, "tofino")
+    assert why is not None and re.search(
+        r"SYN authentication \(auth = true on VIP 'web', 'tls'\) runs on Tofino 2 only", why)
+    assert tna_auth_unsupported(cfg, "tofino2") is None
 
 
 def test_tna_keeps_the_activity_bits_of_an_aging_config():

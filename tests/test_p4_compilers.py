@@ -18,14 +18,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codegen.p4 import render_tna, render_v1model, tna_unsupported
+from codegen.p4_lifecycle import tna_lifecycle_unsupported
+from codegen.p4_tna_auth import tna_auth_unsupported
 from model.config import Config, is_prime, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Every shipped config; the TNA generator refuses SYN authentication
-#: (examples/lifecycle.toml; tests/test_lifecycle.py checks) and implements aging.
+#: Every shipped config; the TNA program implements aging, and SYN authentication
+#: (examples/lifecycle.toml) on Tofino 2 only (tests/test_tna_auth.py checks).
 EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.toml"))
-TNA_EXAMPLES = [e for e in EXAMPLES
-                if not load_config(ROOT / "examples" / f"{e}.toml").lifecycle.auth]
+TNA_EXAMPLES = EXAMPLES
 
 
 def _example(name: str) -> Config:
@@ -120,7 +121,8 @@ def test_p4c_compiles_v1model_for_bmv2(example, tmp_path):
 def test_p4test_accepts_tna(example, chip, tmp_path):
     _need("p4test")
     cfg = load_config(ROOT / "examples" / f"{example}.toml")
-    why = tna_unsupported(cfg)
+    why = tna_unsupported(cfg) or tna_auth_unsupported(cfg, "tofino" if chip == 1 else
+                                                        "tofino2")
     if why is not None:
         pytest.skip(f"TNA does not support this config: {why}")
     _p4test_tna(cfg, tmp_path, chip)
@@ -197,9 +199,9 @@ def test_random_geometries_compile_with_p4test_and_p4c(cfg, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("geometry")
     _p4test_v1model(cfg, tmp)
     _p4c_bmv2(cfg, tmp)
-    if tna_unsupported(cfg) is None and tna_include_dir() is not None \
-            and not cfg.lifecycle.auth:
-        _p4test_tna(cfg, tmp)
+    if tna_unsupported(cfg) is None and tna_lifecycle_unsupported(cfg) is None \
+            and tna_include_dir() is not None:
+        _p4test_tna(cfg, tmp, 2 if cfg.lifecycle.auth else 1)   # auth: Tofino 2 only
 
 
 def test_geometry_strategy_covers_the_space():
@@ -232,6 +234,7 @@ def test_geometry_strategy_covers_the_space():
     ("small", "tofino"), ("load_aware", "tofino"),    # prime M <= 2^16, padded register
     ("network", "tofino"), ("network", "tofino2"),    # [network]: return path, LPM route
     ("default+aging", "tofino"),                      # the lifecycle's activity bits
+    ("lifecycle", "tofino2"),                         # SYN authentication: recirculation
 ])
 def test_bf_p4c_places_the_tna_program(example, target, tmp_path):
     """The Tofino back end compiles the program to a binary (table placement, PHV, hash
