@@ -144,7 +144,16 @@ def _split_counter(m: Module, out, inc, name: str) -> None:
     carry = Signal(name=f"{name}_carry")
     with m.If(inc):
         m.d.sync += lo.eq(lo + 1)
-    m.d.sync += [carry.eq(inc & lo.all()), lo_q.eq(lo)]
+    # "lo is all ones" in two LUT levels, not three: the upper bits of lo are tested a
+    # cycle early, into `upper`. Those bits only change in a cycle after the lower
+    # eight wrapped to zero, and then the lower bits' test is false anyway.
+    if h > 8:
+        upper = Signal(name=f"{name}_lo_upper")
+        m.d.sync += upper.eq(lo[8:].all())
+        lo_all = lo[:8].all() & upper
+    else:
+        lo_all = lo.all()
+    m.d.sync += [carry.eq(inc & lo_all), lo_q.eq(lo)]
     with m.If(carry):
         m.d.sync += hi.eq(hi + 1)
     m.d.comb += out.eq(Cat(lo_q, hi))
@@ -365,8 +374,9 @@ class L4LBCore(wiring.Component):
         if any(f"transit{j}" in self._images for j in range(NT)):
             transit_init = [self._images.get(f"transit{j}", []) for j in range(NT)]
         transit = TransitBits(g, transit_init)
+        # its write enables are the `wr_hit` bits (within depth): no address compare
         maglev = MaglevLookup(g, init={k: v for k, v in self._images.items()
-                                       if k in MAGLEV_MEMS})
+                                       if k in MAGLEV_MEMS}, checked=False)
         assert hash_unit.latency == R and vip.latency == _VIP_LAT
         assert conn.latency == _CONN_LAT and vip_state.latency == _STATE_LAT
         assert transit.latency == _TRANSIT_LAT and maglev.latency == _MAGLEV_LAT
@@ -596,9 +606,23 @@ class L4LBCore(wiring.Component):
         s6 = st[D]
         p6 = s6.op.pkt
         dec = Signal(self.dec.payload.shape())
-        lb = Signal()
+        # "load-balance" (a VIP packet with a live pool slot) selects about 110 decision
+        # bits: it is registered from the stage before (a flip-flop, not a LUT, drives
+        # that fan-out) in three copies, one per group of fields. They are data bits
+        # (whatever they hold while no packet is in D does not matter), so the copies
+        # differ in reset class and power-on value, which keeps yosys from merging them.
+        lb_next = nxt[D - 1].vip_hit & maglev.slot_valid_next
+        lb = [Signal(name="lb_dip", reset_less=True),
+              Signal(name="lb_dst", reset_less=True, init=1),
+              Signal(name="lb_misc")]
+        m.d.sync += [x.eq(lb_next) for x in lb]
+        lb_dip, lb_dst, lb_misc = lb
+        # a hit TCP packet with FIN or RST, also registered from the stage before
+        p5 = nxt[D - 1].op.pkt
+        close = Signal(name="close", reset_less=True)
+        m.d.sync += close.eq(nxt[D - 1].hit & (p5.key.proto == 6)
+                             & (p5.tcp_flags & (TCP_FIN | TCP_RST)).any())
         m.d.comb += [
-            lb.eq(s6.vip_hit & maglev.slot_valid),
             dec.meta.eq(p6.meta),
             dec.out_dst_ip.eq(p6.key.dst_ip),
             dec.out_dst_port.eq(p6.key.dst_port),
@@ -612,19 +636,20 @@ class L4LBCore(wiring.Component):
                 dec.version.eq(s6.version),
                 dec.transit_hit.eq(s6.transit_hit),
             ]
-            with m.If(lb):
-                m.d.comb += [
-                    dec.action.eq(Action.LB),
-                    dec.slot.eq(maglev.slot),
-                    dec.dip.eq(maglev.dip),
-                    dec.dip_ip.eq(maglev.dip_ip),
-                    dec.dip_port.eq(maglev.dip_port),
-                    dec.learn.eq(~s6.hit),
-                    dec.close.eq(s6.hit & (p6.key.proto == 6)
-                                 & (p6.tcp_flags & (TCP_FIN | TCP_RST)).any()),
-                    dec.out_dst_ip.eq(maglev.dip_ip),
-                    dec.out_dst_port.eq(maglev.dip_port),
-                ]
+        # lb implies vip_hit: these need no vip_hit term
+        with m.If(lb_misc):
+            m.d.comb += [
+                dec.action.eq(Action.LB),
+                dec.slot.eq(maglev.slot),
+                dec.dip.eq(maglev.dip),
+                dec.learn.eq(~s6.hit),
+                dec.close.eq(close),
+            ]
+        with m.If(lb_dip):
+            m.d.comb += [dec.dip_ip.eq(maglev.dip_ip), dec.dip_port.eq(maglev.dip_port)]
+        with m.If(lb_dst):
+            m.d.comb += [dec.out_dst_ip.eq(maglev.dip_ip),
+                         dec.out_dst_port.eq(maglev.dip_port)]
         if net:  # the return path: a server's reply (no VIP, the source is a DIP)
             # (the route fields are filled in after D)
             m.d.comb += [dec.route_hit.eq(0), dec.route.eq(0), dec.port.eq(0)]

@@ -263,6 +263,13 @@ class BlockRamFifo(wiring.Component):
         w_addr_q = Signal(ab, reset_less=True)
         w_data_q = Signal(W, reset_less=True)
         m.d.sync += [w_en_q.eq(do_write), w_addr_q.eq(wp), w_data_q.eq(self.w.payload)]
+        # The ring's write enable is a copy of `w_en_q` of its own (a block-RAM pin per
+        # column; the reset copy also feeds `settle` and the 2**k-bit `count`). It is
+        # reset-less, which keeps yosys from merging the two: a write it carries over a
+        # reset lands at a ring slot that is empty after the reset and is rewritten
+        # before it is read again.
+        ring_we = Signal(name="ring_we", reset_less=True)
+        m.d.sync += ring_we.eq(do_write)
 
         # ---- the ring, in columns of at most 18 bits (true dual-port block RAMs)
         rp = Signal(ab)
@@ -273,7 +280,7 @@ class BlockRamFifo(wiring.Component):
             m.submodules[f"ring_c{c}"] = mem
             wr = mem.write_port()
             rd = mem.read_port(domain="sync")
-            m.d.comb += [wr.en.eq(w_en_q), wr.addr.eq(w_addr_q), wr.data.eq(w_data_q[lo:lo + w]),
+            m.d.comb += [wr.en.eq(ring_we), wr.addr.eq(w_addr_q), wr.data.eq(w_data_q[lo:lo + w]),
                          rd.addr.eq(rp)]
             words.append(rd.data)
         r_q = Signal(W, reset_less=True)    # the block RAM's output register
@@ -291,31 +298,44 @@ class BlockRamFifo(wiring.Component):
         avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
         # readable now = avail + s_q - i_q >= 1
         readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
-        # room in the output queue: words issued and not yet taken from `r`, two cycles
-        # late, plus at most two more; issue only while that stays below the queue's
-        # capacity, so the queue never refuses a word
+        # ---- the word read arrives _READ cycles after its issue
+        arrives = [issue]
+        for k in range(self._READ):
+            q = Signal(name=f"arrive_{k + 1}")
+            m.d.sync += q.eq(arrives[-1])
+            arrives.append(q)
+        arrive = arrives[-1]
+        # room in the output queue: words issued and not yet taken from `r`, counted
+        # from registered events: the issues up to k_up + 1 cycles ago (`arrive_<k_up>`),
+        # the takes up to two cycles ago. Issue only while that count is at most
+        # qcap - k_up - 2: with an issue in each of the k_up + 2 cycles it has not seen,
+        # the queue still holds at most qcap words (it never refuses one). The count
+        # takes its issues from `arrive_2`, not `i_q` (k_up = 1): the ring's reader and
+        # the queue may sit far apart on the die (a 4.4 ns route from `i_q` into `pend`),
+        # and the arrive chain is a flip-flop hop between them.
+        k_up = 2
         pop_q = Signal()
         room = Signal()
-        pend = up_down_thermometer(m, qcap, i_q, pop_q, "pend")
+        pend = up_down_thermometer(m, qcap, arrives[k_up], pop_q, "pend")
         m.d.sync += [pop_q.eq(self.r.valid & self.r.ready),
-                     room.eq(~pend[qcap - 3])]  # pend < qcap - 2
+                     room.eq(~pend[qcap - k_up - 2])]  # pend <= qcap - k_up - 2
         m.d.comb += issue.eq(readable & room)
         with m.If(issue):
             m.d.sync += rp.eq(rp + 1)
 
-        # ---- the word read arrives _READ cycles after its issue
-        arrive = issue
-        for k in range(self._READ):
-            q = Signal(name=f"arrive_{k + 1}")
-            m.d.sync += q.eq(arrive)
-            arrive = q
         m.d.comb += [queue.w.valid.eq(arrive), queue.w.payload.eq(r_qq)]
         wiring.connect(m, queue.r, wiring.flipped(self.r))
 
         # ---- write side's ready: the ring held at most n - 4 words three cycles ago, so
         # it holds at most n - 1 now and this write fits
         wr_q = Signal()
+        # `issue` one cycle ago, like `i_q`, but a flip-flop of its own: `i_q` already
+        # drives the 2**k + 1 bits of `avail`. Reset-less (so that yosys does not merge
+        # it with `i_q`): the one issue it may carry over a reset meets `count` at 0 and
+        # no write (`wr_q` is reset), and a thermometer at 0 stays at 0.
+        i_cnt = Signal(name="i_cnt", reset_less=True)
+        m.d.sync += i_cnt.eq(issue)
         # written and not yet issued up to two cycles ago
-        count = up_down_thermometer(m, n, wr_q, i_q, "count")
+        count = up_down_thermometer(m, n, wr_q, i_cnt, "count")
         m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4])]  # count < n - 3
         return m

@@ -58,7 +58,8 @@ class MaglevLookup(wiring.Component):
     memory when it reaches that memory's stage (``slot_map`` in ``c + 1``, ``maglev`` in
     ``c + 6``, ``dip`` in ``c + 11``), so lookups presented in ``c + 1`` or later see the
     new word and lookups presented in ``c`` or earlier see the old one, whichever memory
-    it is. Writes to addresses beyond a memory's depth are ignored. Each memory's read
+    it is. Writes to addresses beyond a memory's depth are ignored (with ``checked``;
+    without it the writer guarantees that it sends none). Each memory's read
     and write share one address (the write's while a write is at that memory's stage),
     so the block RAM's read-before-write mode orders them; a lookup presented in the
     same cycle as a write has an undefined result (the core's write slots carry no
@@ -70,6 +71,12 @@ class MaglevLookup(wiring.Component):
         Geometry (vip, version, slot, Maglev and DIP sizes).
     init : mapping of str to sequence of int, optional
         Initial images by memory name (``"slot_map"``, ``"maglev"``, ``"dip"``).
+    checked : bool
+        Ignore writes at addresses beyond a memory's depth (the default). With
+        ``False`` the writer promises that a ``w_en`` bit is only set for an address
+        within that memory's depth (the core decodes this once, as a write is
+        accepted), and the write decode is then one LUT (the Maglev bank) instead of an
+        address comparison (a carry chain) per memory.
 
     Members
     -------
@@ -77,6 +84,10 @@ class MaglevLookup(wiring.Component):
         The lookup.
     slot_valid, slot, dip, dip_ip, dip_port : ``Out``
         The result, ``latency`` cycles later.
+    slot_valid_next : ``Out(1)``
+        ``slot_valid`` one cycle ahead (the next cycle's ``slot_valid``), so that a
+        consumer can register a flag derived from it, such as the core's "load-balance"
+        select of the decision multiplexer.
     w_en, w_addr, w_data : ``In``
         Write port; ``w_en`` has one bit per memory, bit :data:`MAGLEV_MEMS` ``[name]``
         (at most one set).
@@ -89,7 +100,8 @@ class MaglevLookup(wiring.Component):
         If ``init`` names an unknown memory or an image is too long.
     """
 
-    def __init__(self, geo: Geometry, init: Mapping[str, Sequence[int]] | None = None):
+    def __init__(self, geo: Geometry, init: Mapping[str, Sequence[int]] | None = None, *,
+                 checked: bool = True):
         if not isinstance(geo, Geometry):
             raise TypeError(f"geo must be a model.config.Geometry, not {geo!r}")
         self._depths = {
@@ -106,6 +118,7 @@ class MaglevLookup(wiring.Component):
                 raise ValueError(f"init[{name!r}] has {len(img)} words, more than the "
                                  f"depth {self._depths[name]}")
         self._geo = geo
+        self._checked = bool(checked)
         self._init = {k: list(v) for k, v in init.items()}
         addr_bits = max(max(1, (d - 1).bit_length()) for d in self._depths.values())
         super().__init__({
@@ -113,6 +126,7 @@ class MaglevLookup(wiring.Component):
             "version": In(geo.version_bits),
             "index": In(geo.maglev_index_bits),
             "slot_valid": Out(1),
+            "slot_valid_next": Out(1),
             "slot": Out(geo.slot_bits),
             "dip": Out(geo.dip_bits),
             "dip_ip": Out(32),
@@ -153,13 +167,17 @@ class MaglevLookup(wiring.Component):
         # which Maglev bank, and within its depth), so that every write enable that
         # reaches a memory is a flip-flop
         en, addr = self.w_en, self.w_addr
-        dec = {
-            "slot_map": en[MAGLEV_MEMS["slot_map"]] & (addr < self._depths["slot_map"]),
-            "dip": en[MAGLEV_MEMS["dip"]] & (addr < self._depths["dip"]),
-        }
+
+        def within(name: str):
+            """Memory `name` is written, at an address within its depth."""
+            e = en[MAGLEV_MEMS[name]]
+            return e & (addr < self._depths[name]) if self._checked else e
+
+        dec = {"slot_map": within("slot_map"), "dip": within("dip")}
         for b in range(n_banks):
-            dec[f"maglev{b}"] = (en[MAGLEV_MEMS["maglev"]] & (addr < mg_depth)
-                                 & ((addr >> _BANK_BITS) == b))
+            dec[f"maglev{b}"] = within("maglev")
+            if n_banks > 1:
+                dec[f"maglev{b}"] &= (addr >> _BANK_BITS) == b
         w_en_q = {k: reg(v, f"w_en_{k}") for k, v in dec.items()}
         w_addr_q = reg(self.w_addr, "w_addr_q", reset_less=True)
         w_data_q = reg(self.w_data, "w_data_q", reset_less=True)
@@ -231,8 +249,10 @@ class MaglevLookup(wiring.Component):
         dip_word = data.View(_DIP_LAYOUT, dw.r_data)
         # c + latency: result
         assert dip_at + L == self.latency
+        valid_pre = delay(valid, self.latency - sm_at - L - 2, "valid")
         m.d.comb += [
-            self.slot_valid.eq(delay(valid, self.latency - sm_at - L - 1, "valid")),
+            self.slot_valid_next.eq(valid_pre),
+            self.slot_valid.eq(reg(valid_pre, "slot_valid")),
             self.slot.eq(delay(slot, self.latency - sm_at - L - 1, "slot")),
             self.dip.eq(delay(dip_idx, L, "dip")),
             self.dip_ip.eq(dip_word.ip),

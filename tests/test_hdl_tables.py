@@ -217,10 +217,13 @@ def test_transit_bits_shared_address():
     {"vip_capacity": 2, "version_bits": 1, "pool_slots": 3, "maglev_size": 8191,
      "dip_capacity": 4},
 ])
-def test_maglev_lookup_order(geo_kw):
+@pytest.mark.parametrize("range_check", [True, False])
+def test_maglev_lookup_order(geo_kw, range_check):
     """Writes to the three memories interleaved with lookups: each lookup sees exactly
     the writes presented before it, though the memories sit at different depths. The
-    lookup of a write cycle is undefined (shared read/write address) and not checked."""
+    lookup of a write cycle is undefined (shared read/write address) and not checked.
+    With ``checked=False`` (the core's write enables are decoded within depth already)
+    only addresses within depth are written."""
     geo = _geo(**geo_kw)
     rng = random.Random(str(geo_kw))
     V, M = geo.version_bits, geo.maglev_size
@@ -232,7 +235,7 @@ def test_maglev_lookup_order(geo_kw):
         "maglev": [rng.randrange(geo.dip_capacity) for _ in range(depth["maglev"])],
         "dip": [rng.getrandbits(48) for _ in range(depth["dip"])],
     }
-    dut = MaglevLookup(geo, mem)
+    dut = MaglevLookup(geo, mem, checked=range_check)
     mem = {k: list(v) for k, v in mem.items()}
     inputs, expect, checked = [], [], []
     for _ in range(500):
@@ -240,7 +243,8 @@ def test_maglev_lookup_order(geo_kw):
         if rng.random() < 0.45:
             name = rng.choice(list(MAGLEV_MEMS))
             # a few out-of-range (but representable) addresses: ignored
-            a = rng.randrange(min(depth[name] + 2, 1 << len(dut.w_addr)))
+            a = rng.randrange(min(depth[name] + 2, 1 << len(dut.w_addr))
+                              if range_check else depth[name])
             w = {"slot_map": (rng.getrandbits(1) << geo.slot_bits)
                  | rng.randrange(geo.pool_slots),
                  "maglev": rng.randrange(geo.dip_capacity), "dip": rng.getrandbits(48)}[name]
@@ -264,8 +268,11 @@ def test_maglev_lookup_order(geo_kw):
         checked.append(not pending)
         inputs.append(cyc)
     got = pipeline_outputs(dut, inputs, [dut.slot_valid, dut.slot, dut.dip, dut.dip_ip,
-                                         dut.dip_port], dut.latency, idle=[(dut.w_en, 0)])
-    got = [g if g[0] else g[:2] for g in got]
+                                         dut.dip_port, dut.slot_valid_next], dut.latency,
+                           idle=[(dut.w_en, 0)])
+    # slot_valid_next is the next op's slot_valid, a cycle early
+    assert [g[5] for g in got[:-1]] == [g[0] for g in got[1:]]
+    got = [g[:5] if g[0] else g[:2] for g in got]
     assert sum(checked) > 200
     got = [g for g, c in zip(got, checked, strict=True) if c]
     expect = [e for e, c in zip(expect, checked, strict=True) if c]
