@@ -224,18 +224,19 @@ def tna_auth_unsupported(cfg: Config, target: str) -> str | None:
     authentication, or None. Tofino 1 is refused: its deparser cannot cut a SYN's
     options and payload (no ``mtu_trunc_len``; only a mirror session's max packet
     length truncates, and only a copy), and the load balancer alone already uses 11 of
-    its 12 ingress stages, while the verified-source check adds three dependent
-    register stages and the challenge rewrite (docs/lifecycle.md, "P4 TNA")."""
+    its 12 ingress stages; the authenticating program, with the truncation left out,
+    needs 22 ingress and 19 egress stages there (bf-p4c 9.13.4; docs/lifecycle.md,
+    "P4 TNA")."""
     if not cfg.lifecycle.auth or target == "tofino2":
         return None
     return (f"{cfg.source}: SYN authentication (auth = true on VIP {auth_names(cfg)}) "
             f"runs on Tofino 2 only (bf-p4c --target tofino2 --arch t2na): Tofino 1 "
             f"cannot truncate the challenge SYN-ACK after its TCP header (no "
             f"mtu_trunc_len; a mirror session's max packet length truncates only a "
-            f"mirrored copy), and the load balancer already takes 11 of Tofino 1's 12 "
-            f"ingress stages (measured with bf-p4c 9.13.4), while authentication adds "
-            f"three dependent register stages (auth_gen, auth0, auth1); docs/lifecycle.md, "
-            f"'P4 TNA'.")
+            f"mirrored copy), and the program does not fit its stages: the load balancer "
+            f"alone takes 11 of Tofino 1's 12, with authentication (truncation left out) "
+            f"bf-p4c 9.13.4 says 'tofino supports up to 12 stages, using 22' (ingress 22, "
+            f"egress 19); docs/lifecycle.md, 'P4 TNA'.")
 
 
 def tna_auth_context(cfg: Config) -> dict:

@@ -156,7 +156,7 @@ def test_tofino1_is_refused_naming_the_vips(auth_cfg, tmp_path):
     why = tna_auth_unsupported(auth_cfg, "tofino")
     assert why is not None
     assert "auth = true on VIP 'web', 'tls'" in why and "Tofino 2 only" in why
-    assert "mtu_trunc_len" in why and "11 of Tofino 1's 12" in why
+    assert "mtu_trunc_len" in why and "using 22" in why
     assert tna_auth_unsupported(auth_cfg, "tofino2") is None
     from l4lb.tofino import compile_tna
 
@@ -193,3 +193,11 @@ def test_bfrt_entries_hold_both_key_tables(auth_cfg):
                          rf"k0=\d+, k1=\d+\)", text)
     assert "bfrt.port.port.add(DEV_PORT=6" in text
     assert "vip_auth.mod(REGISTER_INDEX=0, f1=1)" in text
+
+
+def test_the_program_reads_hand_written(program):
+    """codegen.p4.lint_p4: no Jinja leftovers, lines of at most 100 characters, no
+    double blank lines, nothing declared and unused."""
+    from codegen.p4 import lint_p4
+
+    assert lint_p4(program) == []
