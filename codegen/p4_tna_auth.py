@@ -9,9 +9,10 @@ the cookie over several passes of the packet through the pipe:
   unverified source that needs a cookie (a SYN to challenge, an RST to check) changes
   no state and is recirculated with the ``auth_h`` header (ingress port, key index,
   key, message words, HalfSipHash state, the verified-source predictions);
-* **cookie chunks** run the HalfSipHash steps of :func:`cookie_steps` (egress of every
-  loop, and ingress of the recirculated cookie passes), :func:`cookie_schedule`
-  cuts them into passes; no load-balancer state is touched there;
+* **cookie chunks** run the HalfSipHash steps of :func:`cookie_steps` in egress, one
+  chunk per round through the recirculation port (:func:`cookie_schedule`); the
+  ingress passes in between only send the packet on; no load-balancer state is
+  touched there;
 * the **final pass** is the normal program again, with the hash in ``auth_h``.
 
 This module gives the step sequence (one MAU stage each: every step is a set of
@@ -31,7 +32,7 @@ from model.cookie import MASK32
 if TYPE_CHECKING:
     from .p4 import Entry
 
-__all__ = ["TNA_AUTH_RECIRC_PORT", "TNA_AUTH_INGRESS_STEPS", "TNA_AUTH_EGRESS_STEPS",
+__all__ = ["TNA_AUTH_RECIRC_PORT", "TNA_AUTH_EGRESS_STEPS",
            "Op", "cookie_steps", "cookie_schedule", "eval_steps", "render_step",
            "CookiePass", "recirculations", "tna_auth_unsupported", "tna_auth_context",
            "auth_names", "tna_auth_entries", "tna_auth_bfrt_context"]
@@ -41,9 +42,12 @@ __all__ = ["TNA_AUTH_RECIRC_PORT", "TNA_AUTH_INGRESS_STEPS", "TNA_AUTH_EGRESS_ST
 #: panel port can never pose as a recirculated cookie pass.
 TNA_AUTH_RECIRC_PORT = 6
 
-#: Cookie steps per recirculated ingress pass and per egress pass (one MAU stage
-#: each, beside the gateway that selects the chunk); Tofino 2 has 20 stages per gress.
-TNA_AUTH_INGRESS_STEPS = 0
+#: Cookie steps per egress pass (one MAU stage each; the gateway that selects the
+#: chunk shares the first); Tofino 2 has 20 egress stages, bf-p4c places 19 steps in
+#: 19. Chunks run in egress only: with chunks in the recirculated ingress passes as
+#: well (18 steps), bf-p4c 9.13.4 could not allocate the ingress PHV next to the load
+#: balancer ("Cannot find a slicing to satisfy @pa_container_size" of the decision
+#: header), so a SYN or RST takes one more round instead.
 TNA_AUTH_EGRESS_STEPS = 19
 
 _C0, _C1 = 0x6C796765, 0x74656462       # HalfSipHash's initial-state constants
@@ -174,12 +178,11 @@ def render_step(step: tuple[Op, ...], state: str, temp: str) -> list[str]:
 
 @dataclass(frozen=True)
 class CookiePass:
-    """One chunk of cookie steps: ``index`` is the value of ``auth_h.chunk`` that
-    selects it, ``gress`` is ``egress`` or ``ingress``, ``first`` the number of its
-    first step in :func:`cookie_steps`."""
+    """One chunk of cookie steps, run in egress: ``index`` is the value of
+    ``auth_h.chunk`` that selects it, ``first`` the number of its first step in
+    :func:`cookie_steps`."""
 
     index: int
-    gress: str
     first: int
     steps: tuple[tuple[Op, ...], ...]
 
@@ -188,30 +191,20 @@ class CookiePass:
         return self.first + len(self.steps) == len(cookie_steps())
 
 
-def cookie_schedule(ingress_steps: int = TNA_AUTH_INGRESS_STEPS,
-                    egress_steps: int = TNA_AUTH_EGRESS_STEPS) -> list[CookiePass]:
-    """The chunks in the order the packet runs them: egress of the first pass's loop,
-    then ingress of the recirculated pass, egress, ... until all steps ran. A chunk
-    that ends the steps in ingress is followed by one more loop (its egress idle)
-    before the final pass; ``ingress_steps = 0`` leaves the cookie to egress."""
+def cookie_schedule(egress_steps: int = TNA_AUTH_EGRESS_STEPS) -> list[CookiePass]:
+    """The chunks in the order the packet runs them, one per round (the egress of
+    the first pass's round, then of each later round)."""
+    if egress_steps < 1:
+        raise ValueError(f"egress_steps: {egress_steps!r}, expected at least 1")
     steps = cookie_steps()
-    out: list[CookiePass] = []
-    pos, gress = 0, "egress"
-    while pos < len(steps):
-        n = egress_steps if gress == "egress" else ingress_steps
-        if n > 0:
-            out.append(CookiePass(len(out), gress, pos, tuple(steps[pos:pos + n])))
-            pos += n
-        gress = "ingress" if gress == "egress" else "egress"
-    return out
+    return [CookiePass(i, pos, tuple(steps[pos:pos + egress_steps]))
+            for i, pos in enumerate(range(0, len(steps), egress_steps))]
 
 
 def recirculations(schedule: list[CookiePass] | None = None) -> int:
-    """Recirculations of a packet that needs a cookie (no restart): one per egress
-    chunk, plus one when the last chunk runs in ingress."""
-    sched = cookie_schedule() if schedule is None else schedule
-    loops = sum(1 for p in sched if p.gress == "egress")
-    return loops + (1 if sched and sched[-1].gress == "ingress" else 0)
+    """Recirculations of a packet that needs a cookie, without restarts or retries:
+    one per chunk (the last chunk's round brings it to its final pass)."""
+    return len(cookie_schedule() if schedule is None else schedule)
 
 
 def auth_names(cfg: Config) -> str:
@@ -242,19 +235,11 @@ def tna_auth_unsupported(cfg: Config, target: str) -> str | None:
 def tna_auth_context(cfg: Config) -> dict:
     """Template variables of the TNA authentication partials."""
     sched = cookie_schedule()
-
-    def chunks(gress: str) -> list[dict]:
-        return [{"index": p.index, "first": p.first, "last": p.last,
-                 "steps": [render_step(s, "hdr.auth", "{md}") for s in p.steps]}
-                for p in sched if p.gress == gress]
-
     return {
         "auth_recirc_port": TNA_AUTH_RECIRC_PORT,
-        "auth_ingress_chunks": chunks("ingress"),
-        "auth_egress_chunks": chunks("egress"),
-        "auth_recirculations": recirculations(sched),
-        "auth_steps": len(cookie_steps()),
-        "auth_vips": auth_names(cfg) if cfg.lifecycle.auth else "",
+        "auth_egress_chunks": [{"index": p.index, "first": p.first, "last": p.last,
+                                "steps": [render_step(st, "hdr.auth", "{md}")
+                                          for st in p.steps]} for p in sched],
     }
 
 
