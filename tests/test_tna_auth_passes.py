@@ -1,0 +1,244 @@
+"""The passes of the TNA program's SYN authentication (docs/lifecycle.md, "P4 TNA"),
+transcribed from step 3b of codegen/templates/p4/_tna_auth.p4.j2, against the model.
+
+No Tofino model runs here, so this checks the design, not the compiled program: many
+packets' passes interleave at random -- first passes, rounds through the recirculation
+port, final passes, retries and restarts -- with control-plane key writes, epoch flips
+and clears in between; each packet's decision at its final pass, and the verified-source
+words after every pass, must equal model.pipeline.DataPlane.authenticate run in the
+order of the packets' decision points. The passes' transcription follows the template
+line by line (the ALUs' compares, the order auth_gen, auth0, auth1, the verdict)."""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from model.config import parse_config
+from model.controlplane import ControlPlane
+from model.cookie import COOKIE_FLIP, MASK32, cookie
+from model.layout import Action
+from model.lifecycle import unpack_auth
+from model.pipeline import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, DataPlane, Packet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VALID, STAMP = 0x80000000, 0x40000000
+MATCH, CURRENT = 0xBFFFFFFF, 0xC0000000     # AUTH_MATCH_MASK, AUTH_CURRENT_MASK
+
+
+@dataclass(frozen=True)
+class Carried:
+    """auth_h: key index, key, cookie (after the rounds), predictions, auth_gen."""
+
+    parity: int
+    key: int
+    h: int
+    p0: int
+    p1: int
+    gen: int
+
+
+class TnaAuth:
+    """The memories step 3b touches (the model's, plus auth_gen) and one pass."""
+
+    def __init__(self, mem, sources: int):
+        self.auth0 = [int(w) for w in mem["auth0"]]
+        self.auth1 = [int(w) for w in mem["auth1"]]
+        self.keys = [int(mem.read("auth_key", k)) for k in (0, 1)]   # table auth_key
+        self.keys_first = list(self.keys)                             # auth_key_first
+        self.epoch = int(mem.read("auth_epoch", 0))
+        self.gen = [0] * sources
+
+    def run(self, pkt: Packet, slots: tuple[int, int, int], hdr: Carried | None):
+        """One ingress pass of a TCP miss of an auth VIP: ("lb" | "verify" |
+        "unverified", None), ("challenge", ack), or ("cookie" | "retry", auth_h)."""
+        i0, i1, tag = slots
+        flags, epoch = pkt.tcp_flags, self.epoch
+        syn = flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        final = hdr is not None
+        rstf = final and flags & (TCP_RST | TCP_SYN) == TCP_RST
+        gexp = hdr.gen if final else 0
+        parity = epoch if syn else pkt.seq & 1
+        s1 = VALID | STAMP | tag
+        fresh, other = (s1, s1 ^ STAMP) if epoch else (s1 ^ STAMP, s1)
+        cmp0 = hdr.p0 if rstf else other
+        key_ok = ep_ok = ok = pm0 = pm1 = pc0 = pc1 = False
+        cd = 1
+        if final:
+            key_ok = self.keys[hdr.parity] == hdr.key
+            ep_ok = epoch == hdr.parity
+            ok = (pkt.seq ^ hdr.h) & 0x7FFFFFFE == 0
+            cd = hdr.h ^ ((pkt.seq + 1) & MASK32)
+            xq0, xq1 = hdr.p0 ^ s1, hdr.p1 ^ s1
+            pm0, pm1 = xq0 & MATCH == 0, xq1 & MATCH == 0
+            want = 0 if epoch else STAMP
+            pc0, pc1 = xq0 & CURRENT == want, xq1 & CURRENT == want
+        v0pred = v1pred = False
+        if rstf and key_ok and ok and not pm0 and not pm1:
+            if pc0 and not pc1:
+                v1pred = True
+            else:
+                v0pred = True
+        # auth_gen[i1]
+        bump = int(syn or rstf)
+        xg = self.gen[i1] ^ gexp
+        self.gen[i1] = (self.gen[i1] + bump) & MASK32
+        gen_ok = xg == 0
+        # way 0
+        w0 = self.auth0[i0]
+        y0 = w0 ^ cmp0
+        if syn:
+            if w0 in (fresh, cmp0):
+                self.auth0[i0] = fresh
+        elif v0pred and gen_ok and w0 == cmp0:
+            self.auth0[i0] = fresh
+        m0 = y0 & MATCH == 0
+        # way 1
+        w1 = self.auth1[i1]
+        y1 = w1 ^ other
+        if syn and y0 & MATCH != 0:
+            if w1 in (fresh, other):
+                self.auth1[i1] = fresh
+        elif v1pred and gen_ok and y0 == 0:
+            self.auth1[i1] = fresh
+        m1 = y1 & MATCH == 0
+        word0, word1 = y0 ^ cmp0, y1 ^ other
+        gnext = ((xg ^ gexp) + bump) & MASK32
+        start = Carried(parity, self.keys_first[parity], 0, word0, word1, gnext)
+        # the verdict
+        if rstf:
+            if not key_ok:
+                return "cookie", start
+            if not gen_ok or y0 != 0:
+                return "retry", replace(hdr, p0=word0, p1=word1, gen=gnext)
+            if pm0 or pm1:
+                return "lb", None
+            return ("verify" if ok else "unverified"), None
+        if m0 or m1:
+            return "lb", None
+        if flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN:
+            if final and key_ok and ep_ok:
+                return "challenge", hdr.h ^ COOKIE_FLIP if cd == 0 else hdr.h
+            return "cookie", start
+        if flags & (TCP_RST | TCP_SYN) == TCP_RST:
+            return "cookie", start
+        return "unverified", None
+
+
+def _model_outcome(dp: DataPlane, pkt: Packet):
+    d = dp.authenticate(pkt, 0)
+    if d is None:
+        return "lb", None
+    name = {Action.CHALLENGE: "challenge", Action.VERIFY: "verify",
+            Action.UNVERIFIED: "unverified"}[Action(d.action)]
+    return name, (d.cookie if d.action == Action.CHALLENGE else None)
+
+
+def _config():
+    raw = tomllib.loads((ROOT / "examples" / "lifecycle.toml").read_text())
+    raw["lifecycle"]["auth_log2_sources"] = 2    # 4 words per way: sources collide
+    return parse_config(raw, source="lifecycle-small.toml")
+
+
+@pytest.mark.parametrize("seed,n_clients", [(0, 14), (1, 14), (2, 40), (3, 40), (4, 120),
+                                            (5, 120)])
+def test_interleaved_passes_decide_as_the_model(seed, n_clients):
+    rng = random.Random(seed)
+    cfg = _config()
+    cp = ControlPlane(cfg, auth_seed=seed)
+    cp.install()
+    mem = cp.mem
+    dp = DataPlane(cfg, mem)
+    sources = cfg.lifecycle.auth_sources
+    tna = TnaAuth(mem, sources)
+    vip = cfg.vips[0]
+    vip_ip, vip_port = int(vip.address), vip.port
+    clients = [0x0B000000 + rng.randrange(1 << 16) for _ in range(n_clients)]
+    acks: dict[tuple[int, int], int] = {}            # (client, port) -> challenge ack
+    inflight: list[list] = []                        # [pkt, slots, carried, rounds]
+    seen = {"challenge": 0, "verify": 0, "unverified": 0, "lb": 0, "retry": 0,
+            "cookie": 0, "restart": 0}
+
+    def check_memories(where: str) -> None:
+        assert tna.auth0 == [int(w) for w in mem["auth0"]], where
+        assert tna.auth1 == [int(w) for w in mem["auth1"]], where
+
+    def new_packet() -> Packet:
+        src = rng.choice(clients)
+        port = rng.choice((1000, 1001, 1002))
+        r = rng.random()
+        if r < 0.4:
+            return Packet(src, vip_ip, port, vip_port, 6, TCP_SYN, rng.getrandbits(32))
+        if r < 0.8:
+            seq = acks.get((src, port)) if rng.random() < 0.8 else None
+            seq = rng.getrandbits(32) if seq is None else seq
+            return Packet(src, vip_ip, port, vip_port, 6,
+                          TCP_RST | (TCP_ACK if rng.random() < 0.3 else 0), seq)
+        flags = rng.choice((TCP_ACK, TCP_SYN | TCP_ACK, TCP_SYN | TCP_FIN, TCP_FIN | TCP_ACK))
+        return Packet(src, vip_ip, port, vip_port, 6, flags, rng.getrandbits(32))
+
+    def one_pass(pkt: Packet, slots, hdr: Carried | None) -> None:
+        outcome, extra = tna.run(pkt, slots, hdr)
+        if outcome in ("cookie", "retry"):
+            # no model memory changed: the pass is not the packet's decision point
+            check_memories(f"{outcome} pass of {pkt}")
+            if outcome == "cookie":
+                seen["restart" if hdr is not None else "cookie"] += 1
+                h = cookie(extra.key, extra.parity, pkt.src_ip, pkt.dst_ip, pkt.src_port,
+                           pkt.dst_port)             # the egress chunks (test_tna_auth.py)
+                inflight.append([pkt, slots, replace(extra, h=h), 3])
+            else:
+                seen["retry"] += 1
+                inflight.append([pkt, slots, extra, 1])
+            return
+        want = _model_outcome(dp, pkt)
+        assert (outcome, extra) == want, f"{pkt}: TNA {outcome, extra}, model {want}"
+        check_memories(f"decision of {pkt}")
+        seen[outcome] += 1
+        if outcome == "challenge":
+            acks[(pkt.src_ip, pkt.src_port)] = extra
+
+    for _ in range(6000):
+        r = rng.random()
+        if r < 0.985 and (not inflight or len(inflight) < 10 and rng.random() < 0.35):
+            pkt = new_packet()
+            one_pass(pkt, dp.hasher.auth_slots(pkt.key), None)
+        elif r < 0.985:
+            item = inflight[rng.randrange(len(inflight))]
+            item[3] -= 1                                  # one round through egress
+            if item[3] <= 0:
+                inflight.remove(item)
+                one_pass(item[0], item[1], item[2])
+        elif r < 0.99:                                    # rotate_auth: the next key
+            nxt = tna.epoch ^ 1
+            value = rng.getrandbits(64)
+            mem.write("auth_key", nxt, value)
+            tna.keys[nxt] = value
+            tna.keys_first[nxt] = value
+        elif r < 0.995:                                   # ... then the epoch
+            tna.epoch ^= 1
+            mem.write("auth_epoch", 0, tna.epoch)
+        else:
+            # rotate_auth's clears of words stamped with the next parity: of auth0 at
+            # any time (the compare-and-swap catches them), of auth1 only while no RST
+            # is between passes (the race docs/lifecycle.md leaves uncovered)
+            nxt = tna.epoch ^ 1
+            ways = ["auth0"] if any(it[0].tcp_flags & TCP_RST for it in inflight) \
+                else ["auth0", "auth1"]
+            for way in ways:
+                words = getattr(tna, way)
+                for i, w in enumerate(words):
+                    valid, stamp, _ = unpack_auth(w)
+                    if valid and stamp == nxt:
+                        mem.write(way, i, 0)
+                        words[i] = 0
+            check_memories("clear")
+    # the scenario reached every path: challenges, verifications (both ways), the
+    # unverified, verified sources, first passes, restarts after key changes and
+    # retries after auth0 or auth_gen moved
+    assert all(seen[k] > 0 for k in seen), seen
