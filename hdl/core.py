@@ -50,7 +50,8 @@ nothing is lost or duplicated, and decisions stay in order. Without backpressure
 count settles at ``latency`` (below ``output_fifo_depth - 3``) and the input never
 stalls. ``dec.ready`` only reaches the FIFO read and the counter.
 
-**The connection lifecycle** (a config with a ``[lifecycle]``, :mod:`hdl.lifecycle`): the
+**The connection lifecycle** (a config with a ``[lifecycle]``; the stages are
+:class:`~hdl.lifecycle.LifecycleStages`): the
 activity bits ``act<i>`` are set, written and read in stage ``X``; SYN authentication
 (HalfSipHash from stage 0, the verified-source table with its verdict at stage ``L = 27``)
 moves the TransitTable behind the verdict, to ``XT = L + 1``, and everything after it by
@@ -61,13 +62,14 @@ answer leaves on ``rdata`` in op order, ``latency`` cycles after it was accepted
 credits and a FIFO like the decisions). Without a ``[lifecycle]`` none of this exists
 and the ports, memory map and Verilog are those of format 1.
 
-**The network table** (a config with a ``[network]``, :mod:`hdl.network`): the return
+**The network table** (a config with a ``[network]``; the stages are
+:class:`~hdl.core_network.NetworkStages`, the tables :mod:`hdl.network`): the return
 path's ``rev`` keys are matched in parallel (registers) against every packet's source at
 stage ``D - rev.latency``, so the lowest matching word and its VIP (read from a block RAM)
 arrive at the decision stage ``D``, where a packet that matched no VIP becomes
 ``REVERSE``. After ``D`` every decision is registered once more (its destination chosen:
 the DIP for LB, the client for CHALLENGE, the packet's destination otherwise) and
-routed by a longest-prefix match over the ``route`` registers (:class:`RouteTable`,
+routed by a longest-prefix match over the ``route`` registers (``RouteTable``,
 ``3 + ceil(log2 route_capacity)`` cycles) before it retires: ``route_hit``, ``route``,
 ``port`` (0 for DROP, VERIFY, UNVERIFIED and without a route). Writes to ``rev`` land at
 the ``rev`` lookup stage and writes to ``route`` at the decision stage, so both keep the
@@ -94,6 +96,7 @@ from model.pipeline import TCP_FIN, TCP_RST
 
 from .bram import RAM_LATENCY
 from .conntable import ConnTable
+from .core_network import NetworkStages
 from .fifo import BlockRamFifo, StreamFifo, up_down_thermometer
 from .hash_unit import HashUnit
 from .layouts import (
@@ -109,7 +112,7 @@ from .layouts import (
 )
 from .lifecycle import LifecycleStages, Pipe
 from .maglev import MAGLEV_MEMS, MaglevLookup
-from .network import MAX_REV_ENTRIES, MAX_ROUTE_ENTRIES, ReverseTable, RouteTable
+from .network import MAX_REV_ENTRIES, MAX_ROUTE_ENTRIES
 from .transit import TransitBits
 from .vip_table import VipState, VipTable
 
@@ -262,6 +265,7 @@ class L4LBCore(wiring.Component):
         self._life = (LifecycleStages(cfg, hash_stages, hash_stages + _CONN_LAT, self._images)
                       if lc.enabled else None)
         self._net = net
+        self._net_stages = NetworkStages(g, net, self._images) if net else None
         ports = {
             "pkt": In(stream.Signature(packet_layout(meta_width, seq=lc.auth))),
             "wr": In(stream.Signature(write_layout(g, lc, net))),
@@ -302,7 +306,7 @@ class L4LBCore(wiring.Component):
         routed (one register, then :class:`~hdl.network.RouteTable`); 0 without."""
         if self._net is None:
             return 0
-        return 1 + RouteTable.latency_for(self._net.route_capacity)
+        return NetworkStages.delay_for(self._net)
 
     @property
     def stages(self) -> int:
@@ -389,13 +393,9 @@ class L4LBCore(wiring.Component):
         m.submodules.conn = conn
         m.submodules.transit = transit
         m.submodules.maglev = maglev
-        if net:
-            rev = ReverseTable(g, self._image("rev"))
-            route = RouteTable(net.route_capacity, self._image("route"))
-            K = D - rev.latency  # the rev lookup, whose result arrives with the decision
-            assert K >= 0 and 1 + route.latency == self.route_delay
-            m.submodules.rev = rev
-            m.submodules.route = route
+        nets = self._net_stages
+        if nets:
+            nets.add_tables(m, D)
 
         # ---- pipeline registers ------------------------------------------------------
         # Only the control bits of a slot are reset (below): the data bits are reset-less,
@@ -591,16 +591,8 @@ class L4LBCore(wiring.Component):
         ]
 
         # ---- stage K = D - rev.latency: the return path's lookup (result at D) ----------
-        if net:
-            sk = st[K]
-            m.d.comb += [
-                rev.src_ip.eq(sk.op.pkt.key.src_ip),
-                rev.src_port.eq(sk.op.pkt.key.src_port),
-                rev.proto.eq(sk.op.pkt.key.proto),
-                rev.w_en.eq(write_to(K, "rev")),
-                rev.w_addr.eq(sk.op.wr.addr),
-                rev.w_data.eq(sk.op.wr.data),
-            ]
+        if nets:
+            nets.lookup(m, st, write_to)
 
         # ---- stage D: decision ---------------------------------------------------------
         s6 = st[D]
@@ -650,17 +642,8 @@ class L4LBCore(wiring.Component):
         with m.If(lb_dst):
             m.d.comb += [dec.out_dst_ip.eq(maglev.dip_ip),
                          dec.out_dst_port.eq(maglev.dip_port)]
-        if net:  # the return path: a server's reply (no VIP, the source is a DIP)
-            # (the route fields are filled in after D)
-            m.d.comb += [dec.route_hit.eq(0), dec.route.eq(0), dec.port.eq(0)]
-            with m.If(~s6.vip_hit & rev.hit):
-                m.d.comb += [
-                    dec.action.eq(Action.REVERSE),
-                    dec.vip_id.eq(rev.vip_id),
-                    dec.dip.eq(rev.index),
-                    dec.dip_ip.eq(rev.vip_ip),
-                    dec.dip_port.eq(rev.vip_port),
-                ]
+        if nets:  # the return path: a server's reply (no VIP, the source is a DIP)
+            nets.reverse(m, dec, s6)
         if life and life.auth:
             life.override_decision(m, dec, s6)
         event = Signal(learn_layout(g))
@@ -668,53 +651,9 @@ class L4LBCore(wiring.Component):
                      event.version.eq(s6.version)]
 
         # ---- with [network]: D+1 .. D+route_delay, the decision is routed ---------------
-        if net:
-            tail_layout = data.StructLayout({
-                "pkt": 1,      # a packet's decision (retires at the end)
-                "rd": 1,       # a control-plane read's answer
-                "routed": 1,   # an emitted frame: FORWARD, LB, REVERSE, CHALLENGE
-                "dst": 32,     # what it is routed by
-                "dec": dec.shape(),
-                "event": learn_layout(g),
-                **({"rdata": len(st[D].rdata)} if life else {}),
-            })
-            n_tail = self.route_delay
-            tail = [Signal(tail_layout, name=f"tail{k}", reset_less=True)
-                    for k in range(n_tail)]
-            routed = ~((dec.action == Action.DROP) | (dec.action == Action.VERIFY)
-                       | (dec.action == Action.UNVERIFIED))
-            m.d.sync += [
-                tail[0].pkt.eq(is_pkt(D)),
-                tail[0].routed.eq(routed),
-                tail[0].dst.eq(Mux(dec.action == Action.CHALLENGE, p6.key.src_ip,
-                                   dec.out_dst_ip)),
-                tail[0].dec.eq(dec),
-                tail[0].event.eq(event),
-            ]
-            if life:
-                m.d.sync += [tail[0].rd.eq(st[D].valid & st[D].is_rd),
-                             tail[0].rdata.eq(st[D].rdata)]
-            for k in range(1, n_tail):
-                m.d.sync += tail[k].eq(tail[k - 1])
-            with m.If(ResetSignal()):
-                m.d.sync += [t.pkt.eq(0) for t in tail] + [t.rd.eq(0) for t in tail]
-            # a route write lands as the op ahead of it is looked up: ordered like a packet
-            m.d.comb += [
-                route.dst_ip.eq(tail[0].dst),
-                route.w_en.eq(write_to(D, "route")),
-                route.w_addr.eq(s6.op.wr.addr),
-                route.w_data.eq(s6.op.wr.data),
-            ]
-            last = tail[-1]
-            dec_routed = Signal.like(dec)
-            go = Signal()
-            m.d.comb += [
-                go.eq(last.routed & route.hit),
-                dec_routed.eq(last.dec),
-                dec_routed.route_hit.eq(go),
-                dec_routed.route.eq(Mux(go, route.index, 0)),
-                dec_routed.port.eq(Mux(go, route.port, 0)),
-            ]
+        if nets:
+            last, dec_routed = nets.route_decision(
+                m, dec, event, s6, is_pkt, write_to, D, len(s6.rdata) if life else None)
 
         # ---- retire register: decision into the output FIFO, learn event, counters ----
         retire = Signal()  # a packet's decision enters the output FIFO this cycle
@@ -726,14 +665,10 @@ class L4LBCore(wiring.Component):
             m.d.sync += [retire.eq(is_pkt(D)), dec_q.eq(dec), event_q.eq(event)]
         m.d.comb += [dfifo.w.valid.eq(retire), dfifo.w.payload.eq(dec_q)]
         if life:  # a control-plane read's answer retires like a decision
-            retire_rd = Signal()
-            rdata_q = Signal(len(st[D].rdata), reset_less=True)
             if net:
-                m.d.sync += [retire_rd.eq(last.rd), rdata_q.eq(last.rdata)]
+                life.retire_reads(m, rfifo, last.rd, last.rdata)
             else:
-                m.d.sync += [retire_rd.eq(st[D].valid & st[D].is_rd),
-                             rdata_q.eq(st[D].rdata)]
-            m.d.comb += [rfifo.w.valid.eq(retire_rd), rfifo.w.payload.eq(rdata_q)]
+                life.retire_reads(m, rfifo, s6.valid & s6.is_rd, s6.rdata)
 
         # ---- learn events: pushed one cycle after the decision retires ------------------
         # Whether an event fits is decided when it retires, from the FIFO's w_ready_next,

@@ -335,6 +335,15 @@ class LifecycleStages:
                      rd_credit.eq(~pending[rcap - 3])]
         return take_rd, rfifo
 
+    def retire_reads(self, m: Module, rfifo: BlockRamFifo, valid, rdata) -> None:
+        """A control-plane read's answer retires like a decision: ``valid`` (a read's
+        slot at the retire stage) and its ``rdata`` are registered into ``rfifo`` (the
+        FIFO of :meth:`read_answers`)."""
+        retire_rd = Signal()
+        rdata_q = Signal(len(rdata), reset_less=True)
+        m.d.sync += [retire_rd.eq(valid), rdata_q.eq(rdata)]
+        m.d.comb += [rfifo.w.valid.eq(retire_rd), rfifo.w.payload.eq(rdata_q)]
+
     def accept_reads(self, m: Module, core, s0, credit, take_rd, take_wr_q, take_pkt_q,
                      mm: Mapping[str, MemInfo]) -> None:
         """A control-plane read becomes an op like a write (its address in ``op.wr``),
