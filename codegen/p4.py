@@ -500,6 +500,8 @@ def render_entries_bfrt(cfg: Config, images: dict[str, list[int]]) -> str:
 
     ctx["entries"] = [x for e in ctx["entries"] for x in tna_auth_entries(tna_entry(cfg, e))]
     ctx |= tna_auth_bfrt_context(cfg)
+    if "auth_key" in ctx["counts"]:    # the first pass's copy of memory auth_key
+        ctx["counts"]["auth_key_first"] = ctx["counts"]["auth_key"]
     g = cfg.geometry
     ctx["mod_tables"] = [] if g.maglev_pow2 else [
         ("maglev_mod_hi",
