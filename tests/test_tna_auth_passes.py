@@ -242,3 +242,59 @@ def test_interleaved_passes_decide_as_the_model(seed, n_clients):
     # unverified, verified sources, first passes, restarts after key changes and
     # retries after auth0 or auth_gen moved
     assert all(seen[k] > 0 for k in seen), seen
+
+
+def test_the_transcription_follows_the_template():
+    """The rendered step 3b holds, in this order, the guards and actions TnaAuth.run
+    transcribes (so a change to the template that the transcription misses fails
+    here), and the stateful ALUs compare as transcribed."""
+    from codegen.p4 import render_tna
+
+    text = render_tna(_config())
+    step = text[text.index("// step 3b"):text.index("// steps 4-7 only")]
+    pos = 0
+    for anchor in (
+        "if (ig_md.auth.rstf == 0) {\n                        auth_cmp_other1();",
+        "if (ig_md.auth.rstf == 1 && ig_md.auth.key_ok == 1 && ig_md.auth.ok == 1\n"
+        "                    && ig_md.auth.pm0 == 0 && ig_md.auth.pm1 == 0) {\n"
+        "                    if (ig_md.auth.pc0 == 1 && ig_md.auth.pc1 == 0) {\n"
+        "                        ig_md.auth.v1pred = 1;",
+        "|| ig_md.auth.rstf == 1) {\n"
+        "                    ig_md.auth.xg = auth_gen_bump.execute(ig_md.hash.auth1);",
+        "if ((ig_md.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {\n"
+        "                    ig_md.auth.y0 = auth0_refresh.execute(ig_md.hash.auth0);\n"
+        "                } else if (ig_md.auth.v0pred == 1 && ig_md.auth.gen_ok == 1) {\n"
+        "                    ig_md.auth.y0 = auth0_verify.execute(ig_md.hash.auth0);",
+        "&& (ig_md.auth.y0 & AUTH_MATCH_MASK) != 0) {\n"
+        "                    ig_md.auth.y1 = auth1_refresh.execute(ig_md.hash.auth1);\n"
+        "                } else if (ig_md.auth.v1pred == 1 && ig_md.auth.gen_ok == 1\n"
+        "                           && ig_md.auth.y0 == 0) {\n"
+        "                    ig_md.auth.y1 = auth1_verify.execute(ig_md.hash.auth1);",
+        "if (ig_md.auth.key_ok == 0) {\n                        auth_start_cookie();",
+        "} else if (ig_md.auth.gen_ok == 0 || ig_md.auth.y0 != 0) {\n"
+        "                        auth_retry();",
+        "} else if (ig_md.auth.pm0 == 1 || ig_md.auth.pm1 == 1) {",
+        "} else if (ig_md.auth.ok == 0) {\n"
+        "                        auth_verdict(ACTION_UNVERIFIED);",
+        "} else if (ig_md.auth.m0 == 1 || ig_md.auth.m1 == 1) {",
+        "if (ig_md.auth.final == 1 && ig_md.auth.key_ok == 1\n"
+        "                        && ig_md.auth.ep_ok == 1) {",
+        "} else if ((ig_md.tcp_flags & (TCP_FLAG_RST | TCP_FLAG_SYN)) == TCP_FLAG_RST) {\n"
+        "                    auth_start_cookie();",
+    ):
+        at = step.find(anchor, pos)
+        assert at >= 0, f"not in step 3b (after offset {pos}):\n{anchor}"
+        pos = at + len(anchor)
+    for alu in (
+        "(auth0) auth0_refresh = {\n        void apply(inout bit<32> word, out bit<32> rv) {\n"
+        "            rv = word ^ ig_md.auth.cmp0;\n"
+        "            if (word == ig_md.auth.fresh || word == ig_md.auth.cmp0) {",
+        "(auth0) auth0_verify = {\n        void apply(inout bit<32> word, out bit<32> rv) {\n"
+        "            rv = word ^ ig_md.auth.cmp0;\n"
+        "            if (word == ig_md.auth.cmp0) {\n                word = ig_md.auth.fresh;",
+        "(auth1) auth1_verify = {\n        void apply(inout bit<32> word, out bit<32> rv) {\n"
+        "            rv = word ^ ig_md.auth.other;\n            word = ig_md.auth.fresh;",
+        "(auth_gen) auth_gen_bump = {\n        void apply(inout bit<32> value, out bit<32> rv) {\n"
+        "            rv = value ^ ig_md.auth.gexp;\n            value = value + 1;",
+    ):
+        assert alu in text, alu
