@@ -36,7 +36,7 @@ from overflowing whatever the core and ``m`` do. The parser itself never stalls.
 ``max_frame`` bytes plus the beats that arrive in that time, and the queues the frames
 that end in that time::
 
-    decision_delay = PARSE_LATENCY + queue latency + core.latency
+    decision_delay = PARSE_LATENCY + 1 (the queue writes) + queue latency + core.latency
     buffer_beats  >= ceil(max_frame / W) + decision_delay + REWRITE_LATENCY + 8
     frame_slots   >= decision_delay + REWRITE_LATENCY + 8
 
@@ -75,6 +75,7 @@ __all__ = ["FrameDatapath", "frame_counters_layout", "FRAME_COUNTERS"]
 FRAME_COUNTERS = ("rx_errors", "oversize", "frames_out", "frames_dropped", "frames_rewritten")
 
 _QUEUE_LATENCY = 8      # BlockRamFifo: write to r.valid
+_WRITE_STAGE = 1        # the parser's record, the policy applied, registered into the queues
 _SLACK = 8
 
 
@@ -186,7 +187,7 @@ class FrameDatapath(wiring.Component):
     @property
     def decision_delay(self) -> int:
         """Cycles from a frame's last beat in to its decision at the rewriter."""
-        return PARSE_LATENCY + _QUEUE_LATENCY + self.core.latency
+        return PARSE_LATENCY + _WRITE_STAGE + _QUEUE_LATENCY + self.core.latency
 
     @property
     def frame_slots(self) -> int:
@@ -249,15 +250,17 @@ class FrameDatapath(wiring.Component):
             m.d.sync += inflight.eq(inflight - 1)
         m.d.sync += room.eq(inflight < K - 4)
 
-        # beats past max_beats of an oversize frame are not stored (its last one is)
-        bcount = Signal(range(self.max_beats + 2))
+        # beats past max_beats of an oversize frame are not stored (its last one is);
+        # `under` = bcount < max_beats, a flip-flop
+        bcount = Signal(range(self.max_beats + 1))
+        under = Signal(init=1)
         with m.If(take):
-            m.d.sync += bcount.eq(0)
-            with m.If(~self.s.payload.last & (bcount <= self.max_beats)):
-                m.d.sync += bcount.eq(bcount + 1)
+            with m.If(self.s.payload.last):
+                m.d.sync += [bcount.eq(0), under.eq(1)]
+            with m.Elif(under):
+                m.d.sync += [bcount.eq(bcount + 1), under.eq(bcount < self.max_beats - 1)]
         m.d.comb += [
-            buf.w.valid.eq(self.s.valid & room
-                           & (self.s.payload.last | (bcount < self.max_beats))),
+            buf.w.valid.eq(self.s.valid & room & (self.s.payload.last | under)),
             buf.w.payload.eq(self.s.payload),
             parser.beat.valid.eq(take),
             parser.beat.payload.eq(self.s.payload),
@@ -280,13 +283,18 @@ class FrameDatapath(wiring.Component):
             rec.tcp.eq(f.key.proto == PROTO_TCP),
             rec.udp_zero.eq(f.l4_csum == 0),
             rec.ip_part.eq(f.ip_part), rec.l4_part.eq(f.l4_part),
-            recq.w.valid.eq(parser.frame.valid),
-            recq.w.payload.eq(rec),
-            pktq.w.valid.eq(parser.frame.valid & ok),
         ]
         pkt = Signal(packet_layout(1, seq=auth))
-        m.d.comb += [pkt.key.eq(f.key), pkt.tcp_flags.eq(f.tcp_flags),
-                     pktq.w.payload.eq(pkt)]
+        m.d.comb += [pkt.key.eq(f.key), pkt.tcp_flags.eq(f.tcp_flags)]
+        # registered into the queues (their write side starts with an adder)
+        rec_q = Signal(record_layout(auth), reset_less=True)
+        pkt_q = Signal(packet_layout(1, seq=auth), reset_less=True)
+        rec_v = Signal()
+        pkt_v = Signal()
+        m.d.sync += [rec_v.eq(parser.frame.valid), rec_q.eq(rec),
+                     pkt_v.eq(parser.frame.valid & ok), pkt_q.eq(pkt)]
+        m.d.comb += [recq.w.valid.eq(rec_v), recq.w.payload.eq(rec_q),
+                     pktq.w.valid.eq(pkt_v), pktq.w.payload.eq(pkt_q)]
         if auth:   # what the core's verdict and a challenge reply need
             m.d.comb += [
                 pkt.seq.eq(f.seq),
@@ -319,16 +327,22 @@ class FrameDatapath(wiring.Component):
             m.d.comb += rw.dec.payload.cookie.eq(d.cookie)
         wiring.connect(m, rw.m, wiring.flipped(self.m))
 
-        # ---- frame counters -------------------------------------------------------------
+        # ---- frame counters (each event a flip-flop) ----------------------------------------
         fc = self.frame_counters
         fv = parser.frame.valid
         clean = fv & ~f.rx_error & ~f.oversize
+
+        def event(name: str, cond) -> Signal:
+            q = Signal(name=f"ev_{name}")
+            m.d.sync += q.eq(cond)
+            return q
+
         for r in Reason:
-            with m.If(clean & (f.reason == r)):
+            with m.If(event(r.key, clean & (f.reason == r))):
                 m.d.sync += fc.reasons[r].eq(fc.reasons[r] + 1)
         events = {
-            "rx_errors": fv & f.rx_error,
-            "oversize": fv & f.oversize & ~f.rx_error,
+            "rx_errors": event("rx_errors", fv & f.rx_error),
+            "oversize": event("oversize", fv & f.oversize & ~f.rx_error),
             "frames_out": done & ~rw.frame_dropped,
             "frames_dropped": rw.frame_dropped,
             "frames_rewritten": rw.frame_rewritten,

@@ -13,25 +13,39 @@ output has no ready (``always_ready``); at most one frame ends per cycle, so at 
 record leaves per cycle, and the pipeline is free-running.
 
 Only the first :data:`HEADER_BYTES` bytes of a frame matter to the decision and the
-rewrite (two tags, a 60-byte IPv4 header, a TCP header up to its checksum); they are
-captured beat by beat into a window register, and the frame length is counted. When the
-last beat arrives the window (with that beat merged in) and the length enter the
-pipeline:
+rewrite (two tags, a 60-byte IPv4 header, a TCP header up to its checksum). Each beat is
+registered (``q``) and written into its segment of a window register (the segment is
+decided as the beat arrives, so each segment's write enable is a flip-flop); non-last
+beats are counted. The cycle after a frame's last beat was registered (p0) the window
+holds the frame, and the stages copy what they need:
 
-    p0   tags, EtherType, checks 1-4; the 78 bytes from the IPv4 header on (3:1 mux)
-    p1   checks 5-7, 9-12; IPv4 header words masked by IHL, summed in pairs (15);
-         the L4 window (11:1 mux on IHL)
-    p2   the L4 fields; ~L4 checksum + ~port and ~address words summed; header 15 -> 8
-    p3   the rewrite's partial sums; header 8 -> 4
-    p4   partial sums folded once; header 4 -> 2
-    p5   partial sums folded again; header 2 -> 1
-    p6   header sum folded once
-    p7   folded again; check 8; priority
-    out  the record
+    p1   byte compares (TPID and IPv4 EtherType bytes); the last beat's byte count
+    p2   TPID and EtherType flags; the length (beats * W + bytes); for each tag count,
+         ``IHL > c`` and the L4 offset ``k = tags + IHL - 5`` (4-byte units)
+    p3   tags, checks 3 and 4, ``k``; the 20 fixed-offset IPv4 bytes (3:1 mux on the
+         TPID flags); the header-sum word mask; the length compared with every
+         constant the checks need, and minus each ``l3``
+    p4   checks 1, 2, 5, 6, 10, 11, IHL < 5; the header words masked in place
+    p5   header words summed in pairs; L4 window shifted by 32 bytes (bit 3 of ``k``);
+         ``avail`` = length - ``l3``
+    p6   checks 7, 9, 12 compared; header 17 -> 9; L4 shift 16
+    p7   priority of checks 1-7 and 9-12 in three groups; header 9 -> 5; L4 shift 8
+    p8   checks 1-7 merged; header 5 -> 3; L4 shift 4 (the 18-byte L4 window)
+    p9   the L4 fields; header 3 -> 2
+    p10  ~L4 checksum + ~port; header 2 -> 1
+    p11  ... + ~address words; header folded once
+    p12  L4 sum folded once; header folded again
+    p13  L4 sum folded again (``l4_part``); check 8 (header sum != 0xFFFF)
+    out  the reason (the first failing check); the record
 
-Each stage adds at most one carry chain (an adder or a compare) after its registers, so
-the parser keeps up with the 200 MHz of the core on ECP5 (the first version summed five
-words, then four, in one stage each: 94.7 MHz, a 23-level path).
+Every stage has at most one carry chain, or about two LUT levels, after its registers,
+so the parser keeps up with 200 MHz on ECP5: the variable byte offsets (tags, IHL) are
+never resolved by one wide multiplexer (the IPv4 header sum masks words in place
+instead of shifting them, the L4 window is a four-step logarithmic shifter), what
+depends on the tags is computed for each tag count and selected by the TPID flags,
+each length check is a compare with a constant made before the tags are known, and the
+priority encoder is split around the late header-sum check. (The first version
+resolved the tags, the EtherType and ``n < l3 + 20`` in one stage: 72.9 to 96.7 MHz.)
 
 Beats must carry ``keep`` all ones except on the last beat of a frame, where it is a run
 of ones from lane 0 (what MACs deliver); the byte count of a last beat is the position
@@ -40,7 +54,7 @@ of its highest ``keep`` bit plus one. ``user`` on any beat marks the frame as er
 is flagged ``oversize`` (the datapath drops both kinds; the model has neither).
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,12 +68,19 @@ __all__ = ["FrameParser", "beat_layout", "check_beat_width", "PARSE_LAYOUT", "pa
 #: Bytes of a frame the decision and the rewrite depend on: two tags (22), a 60-byte
 #: IPv4 header (82), and the TCP header up to its checksum (l4 + 18).
 HEADER_BYTES = 100
-#: Bytes from the IPv4 header on that the parser looks at (60 + 18).
-_L3_WINDOW = 78
 #: Beat widths in bytes the datapath is built for.
 WIDTHS = (8, 16, 32, 64)
-#: Cycles from the transfer of a frame's last beat to its record's ``valid``.
-PARSE_LATENCY = 9
+#: Cycles from the transfer of a frame's last beat to its record's ``valid``: the input
+#: register, the window, p1..p13 and the output register.
+PARSE_LATENCY = 16
+
+_L3 = (14, 18, 22)      # IPv4 header offset for 0, 1, 2 tags
+_IP_FIELDS = 20         # IPv4 header bytes with fixed offsets (version .. destination)
+_SUM_FIRST = 14         # the IPv4 header lies within bytes 14 .. 81 (l3 + 60 <= 82)
+_SUM_END = 82
+_L4_FIRST = 34          # l4 = l3 + 4 * ihl >= 34 when IHL >= 5
+_L4_WINDOW = 18         # L4 bytes looked at: ports, sequence number, flags, checksums
+_OUT = 13               # the stage whose registers feed the output register
 
 
 def check_beat_width(width) -> None:
@@ -123,11 +144,47 @@ def _be32(v, i: int):
     return Cat(_be16(v, i + 2), _be16(v, i))
 
 
-def _fold_once(m: Module, s, name: str) -> Signal:
-    """``(s & 0xFFFF) + (s >> 16)``: one end-around-carry fold."""
-    out = Signal(17, name=name)
-    m.d.comb += out.eq(s[:16] + s[16:])
-    return out
+class _Regs:
+    """Pipeline registers of one module: ``reg`` registers an expression (no reset: the
+    valid bits travel separately), ``delay`` passes a register on through more stages,
+    ``fold1``/``fold2`` are the two end-around-carry folds of a ones'-complement sum."""
+
+    def __init__(self, m: Module):
+        self.m = m
+
+    def reg(self, name: str, expr, shape=None) -> Signal:
+        expr = Value.cast(expr)
+        s = Signal(expr.shape() if shape is None else shape, name=name, reset_less=True)
+        self.m.d.sync += s.eq(expr)
+        return s
+
+    def delay(self, sig, stages: int, name: str) -> Signal:
+        for i in range(stages):
+            sig = self.reg(f"{name}_d{i + 1}", sig)
+        return sig
+
+    def sum_pairs(self, vals: list, name: str) -> list:
+        """One adder level: pairs summed (an odd last one passed), registered."""
+        return [self.reg(f"{name}{g}", vals[2 * g] + vals[2 * g + 1] if 2 * g + 1 < len(vals)
+                         else vals[2 * g], len(vals[0]) + 1)
+                for g in range((len(vals) + 1) // 2)]
+
+    def fold1(self, name: str, s) -> Signal:
+        """``(s & 0xFFFF) + (s >> 16)``, registered (17 bits)."""
+        return self.reg(name, s[:16] + s[16:], 17)
+
+    def fold2(self, name: str, s) -> Signal:
+        """The second fold of a once-folded sum (17 bits), registered: exact (16 bits)."""
+        return self.reg(name, s[:16] + s[16], 16)
+
+
+def _first_failing(checks: list) -> tuple:
+    """``(any, reason)`` of a group of ``(flag, Reason)`` in priority order, as
+    expressions (the reason of the first raised flag; don't care when none is)."""
+    reason = Const(checks[-1][1], 4)
+    for flag, r in reversed(checks[:-1]):
+        reason = Mux(flag, r, reason)
+    return Cat(*(f for f, _ in checks)).any(), reason
 
 
 class FrameParser(wiring.Component):
@@ -186,269 +243,289 @@ class FrameParser(wiring.Component):
         """Cycles from the transfer of a frame's last beat to its record on ``frame``."""
         return PARSE_LATENCY
 
+    # ---- capture -----------------------------------------------------------------------
+    def _capture(self, m: Module) -> tuple:
+        """The input register, the window, the beat count: ``(v0, win, f_nb, f_keep,
+        f_err)``, valid in p0 (the cycle after a frame's last beat was registered)."""
+        W = self._width
+        nb = -(-HEADER_BYTES // W)          # beats of the header window
+        sat = -(-(self._max_frame + 1) // W)  # non-last beats that make any frame oversize
+        q_valid = Signal()
+        q = Signal(beat_layout(W), reset_less=True)
+        m.d.sync += [q_valid.eq(self.beat.valid), q.eq(self.beat.payload)]
+
+        # the window segment of each beat, decided as it arrives: `oh` (one-hot) is the
+        # segment of the beat on the input, `wen` the segment written from `q` (all zero
+        # past the window), so each segment's write enable is a flip-flop
+        win = Signal(8 * W * nb, reset_less=True)
+        oh = Signal(nb, init=1)
+        wen = Signal(nb)
+        with m.If(self.beat.valid):
+            m.d.sync += oh.eq(Mux(self.beat.payload.last, 1, oh << 1))
+        m.d.sync += wen.eq(Mux(self.beat.valid, oh, 0))
+        for b in range(nb):
+            with m.If(wen[b]):
+                m.d.sync += win[8 * W * b:8 * W * (b + 1)].eq(q.data)
+        nbeats = Signal(range(sat + 1))     # non-last beats so far, saturating at sat
+        nsat = Signal()
+        err = Signal()
+        v0 = Signal()
+        f_nb = Signal(range(sat + 1), reset_less=True)
+        f_keep = Signal(W, reset_less=True)
+        f_err = Signal(reset_less=True)
+        m.d.sync += v0.eq(q_valid & q.last)
+        with m.If(q_valid):
+            with m.If(q.last):
+                m.d.sync += [nbeats.eq(0), nsat.eq(0), err.eq(0),
+                             f_nb.eq(nbeats), f_keep.eq(q.keep), f_err.eq(err | q.user)]
+            with m.Else():
+                m.d.sync += err.eq(err | q.user)
+                with m.If(~nsat):
+                    m.d.sync += [nbeats.eq(nbeats + 1), nsat.eq(nbeats == sat - 1)]
+        return v0, win, f_nb, f_keep, f_err
+
     def elaborate(self, platform) -> Module:
         m = Module()
         W = self._width
-        nb = -(-HEADER_BYTES // W)          # beats of the header window
-        nbytes = nb * W
+        lb = (W - 1).bit_length()           # log2 W
         top = self._max_frame + 1           # saturated length: "more than max_frame"
-        beat = self.beat.payload
-        take = self.beat.valid
         layout = parse_layout(self._challenge)
+        r = _Regs(m)
+        v0, win, f_nb, f_keep, f_err = self._capture(m)
+        out = {}                            # record field -> its value at stage _OUT
 
-        # ---- capture: the header window and the length, beat by beat -----------------
-        win = Signal(8 * nbytes, reset_less=True)
-        bi = Signal(range(nb + 1))          # beat index in the frame, saturating at nb
-        n = Signal(range(top + 1))          # bytes so far, saturating at max_frame + 1
-        err = Signal()
-        cnt = Signal(range(W + 1))          # bytes in this beat
-        m.d.comb += cnt.eq(W)
-        with m.If(beat.last):
-            m.d.comb += cnt.eq(0)
-            for i in range(W):              # the highest keep bit wins
-                with m.If(beat.keep[i]):
-                    m.d.comb += cnt.eq(i + 1)
-        win_next = Signal.like(win)
-        for b in range(nb):
-            sl = slice(8 * W * b, 8 * W * (b + 1))
-            m.d.comb += win_next[sl].eq(Mux(bi == b, beat.data, win[sl]))
-        n_sum = Signal(range(top + W + 1))
-        n_next = Signal.like(n)
-        m.d.comb += [n_sum.eq(n + cnt), n_next.eq(Mux(n_sum > self._max_frame, top, n_sum))]
+        def at_out(name: str, sig, stage: int) -> None:
+            out[name] = r.delay(sig, _OUT - stage, f"{name.replace('.', '_')}_s{stage}")
 
-        p0_valid = Signal()
-        p0_win = Signal.like(win, reset_less=True)
-        p0_n = Signal.like(n, reset_less=True)
-        p0_err = Signal(reset_less=True)
-        m.d.sync += p0_valid.eq(take & beat.last)
-        with m.If(take):
-            with m.If(beat.last):
-                m.d.sync += [bi.eq(0), n.eq(0), err.eq(0),
-                             p0_win.eq(win_next), p0_n.eq(n_next), p0_err.eq(err | beat.user)]
-            with m.Else():
-                m.d.sync += [win.eq(win_next), n.eq(n_next), err.eq(err | beat.user),
-                             bi.eq(Mux(bi == nb, nb, bi + 1))]
+        # ---- p1: byte compares; the last beat's byte count ----------------------------
+        his = sorted({t >> 8 for t in TPIDS} | {ETHERTYPE_IPV4 >> 8})
+        los = sorted({t & 0xFF for t in TPIDS} | {ETHERTYPE_IPV4 & 0xFF})
+        hi = {(k, v): r.reg(f"p1_b{k}_{v:02x}", _byte(win, k) == v) for k in (12, 16, 20)
+              for v in his}
+        lo = {(k, v): r.reg(f"p1_b{k + 1}_{v:02x}", _byte(win, k + 1) == v)
+              for k in (12, 16, 20) for v in los}
+        cnt = Signal(range(W + 1))
+        m.d.comb += cnt.eq(0)
+        for i in range(W):                  # the highest keep bit wins
+            with m.If(f_keep[i]):
+                m.d.comb += cnt.eq(i + 1)
+        p1_cnt = r.reg("p1_cnt", cnt)
+        p1_nb = r.reg("p1_nb", f_nb)
+        at_out("rx_error", r.reg("p1_err", f_err), 1)
+        p1_w = r.reg("p1_w", win[8 * _SUM_FIRST:8 * HEADER_BYTES])
 
-        # ---- p0: tags, EtherType, checks 1-4, the IPv4 window -------------------------
-        def tpid(v):
-            return Cat(*(v == t for t in TPIDS)).any()
+        def fb(v, i: int, n: int = 1):
+            """Frame bytes ``i .. i + n - 1`` of a copy of the window from byte 14 on."""
+            return v[8 * (i - _SUM_FIRST):8 * (i - _SUM_FIRST + n)]
 
-        e12, e16, e20 = _be16(p0_win, 12), _be16(p0_win, 16), _be16(p0_win, 20)
-        t1 = tpid(e12)
-        t2 = t1 & tpid(e16)
-        t3 = t2 & tpid(e20)
-        tags = Signal(2)
-        etype = Signal(16)
-        ipwin = Signal(8 * _L3_WINDOW)
-        m.d.comb += [tags.eq(Mux(t2, 2, Mux(t1, 1, 0))),
-                     etype.eq(Mux(t2, e20, Mux(t1, e16, e12)))]
-        with m.Switch(tags):
-            for k in range(3):
-                with m.Case(k):
-                    lo = 14 + 4 * k
-                    m.d.comb += ipwin.eq(p0_win[8 * lo:8 * (lo + _L3_WINDOW)])
-            with m.Default():   # tags is at most 2
-                m.d.comb += ipwin.eq(0)
-        l3 = Signal(5)
-        m.d.comb += l3.eq(14 + 4 * tags)
-        p1 = {
-            "valid": Signal(name="p1_valid"),
-            "err": Signal(name="p1_err"),
-            "oversize": Signal(name="p1_oversize"),
-            "c1": Signal(name="p1_c1"), "c2": Signal(name="p1_c2"),
-            "c3": Signal(name="p1_c3"), "c4": Signal(name="p1_c4"),
-            "c5": Signal(name="p1_c5"),
-        }
-        p1_tags = Signal(2, name="p1_tags")
-        p1_ipwin = Signal(8 * _L3_WINDOW, name="p1_ipwin", reset_less=True)
-        p1_avail = Signal(len(p0_n), name="p1_avail")   # bytes from the IPv4 header on
-        m.d.sync += [
-            p1["valid"].eq(p0_valid), p1["err"].eq(p0_err), p1["oversize"].eq(p0_n == top),
-            p1["c1"].eq(p0_n < 14),
-            p1["c2"].eq((t1 & (p0_n < 18)) | (t2 & (p0_n < 22))),
-            p1["c3"].eq(t3),
-            p1["c4"].eq(etype != ETHERTYPE_IPV4),
-            p1["c5"].eq(p0_n < l3 + 20),
-            p1_tags.eq(tags), p1_ipwin.eq(ipwin), p1_avail.eq(p0_n - l3),
-        ]
+        # ---- p2: TPID and EtherType flags; the length ----------------------------------
+        def word_is(k: int, value: int):
+            return hi[(k, value >> 8)] & lo[(k, value & 0xFF)]
 
-        # ---- p1: checks 5-12 but 8; header words masked by IHL and summed in pairs; the
-        # L4 window (11:1 mux on IHL). Every later stage adds at most one carry chain.
-        vihl = _byte(p1_ipwin, 0)
+        tp = {k: r.reg(f"p2_tpid{k}", Cat(*(word_is(k, t) for t in TPIDS)).any())
+              for k in (12, 16, 20)}
+        e4 = {k: r.reg(f"p2_ipv4_{k}", word_is(k, ETHERTYPE_IPV4)) for k in (12, 16, 20)}
+        p2_n = r.reg("p2_n", Cat(Const(0, lb), p1_nb) + p1_cnt)
+        nw = len(p2_n)
+        p2_w = r.reg("p2_w", p1_w)
+        # the L4 offset in 4-byte units, l4 = 34 + 4 * k, k = tags + IHL - 5, for each
+        # tag count (p2) and selected (p3)
+        ks = [r.reg(f"p2_l4_off{t}", t + fb(p1_w, l3)[:4] - 5, 4) for t, l3 in enumerate(_L3)]
+        p3_w = r.reg("p3_w", p2_w)
+        p13_c8 = self._header_sum_bad(r, p1_w, tp, p3_w)
+
+        # ---- p3: tags, checks 3-4; the IPv4 fields; the length compares ---------------
+        t1, t2 = tp[12], tp[12] & tp[16]
+        p3_tags = r.reg("p3_tags", Mux(t2, 2, Mux(t1, 1, 0)), 2)
+        p3_c3 = r.reg("p3_c3", t2 & tp[20])
+        p3_k = r.reg("p3_l4_off", Mux(t1, Mux(tp[16], ks[2], ks[1]), ks[0]))
+        p3_c4 = r.reg("p3_c4", ~Mux(t1, Mux(tp[16], e4[20], e4[16]), e4[12]))
+        ipf = r.reg("p3_ipf", Mux(t1, Mux(tp[16], fb(p2_w, 22, _IP_FIELDS),
+                                          fb(p2_w, 18, _IP_FIELDS)),
+                                  fb(p2_w, 14, _IP_FIELDS)))
+        p3_over = r.reg("p3_over", p2_n > self._max_frame)
+        lt = {k: r.reg(f"p3_lt{k}", p2_n < k) for k in (14, 18, 22, 34, 38, 42)}
+        diff = {l3: r.reg(f"p3_n{l3}", p2_n - l3, nw) for l3 in _L3}
+        at_out("tags", p3_tags, 3)
+        at_out("oversize", p3_over, 3)
+
+        def by_tags(tags, vals):
+            return Mux(tags == 2, vals[2], Mux(tags == 1, vals[1], vals[0]))
+
+        # ---- p4: checks 1, 2, 5, 6, 10, 11 ----------------------------------------------
+        vihl = _byte(ipf, 0)
         ihl = vihl[:4]
-        hlen = Signal(6)
-        total = _be16(p1_ipwin, 2)
-        proto = _byte(p1_ipwin, 9)
-        is_tcp = proto == PROTO_TCP
-        m.d.comb += hlen.eq(ihl << 2)
-        l4w = Signal(8 * 18)
-        with m.Switch(ihl):
-            for i in range(5, 16):
-                with m.Case(i):
-                    m.d.comb += l4w.eq(p1_ipwin[32 * i:32 * i + 8 * 18])
-            with m.Default():   # IHL < 5: BAD_IHL, the fields are not used
-                m.d.comb += l4w.eq(0)
-        dst_ip = _be32(p1_ipwin, 16)
-        # header words 0..29; word j counts when j < 2 * ihl (ihl >= 5 or check 7 fails)
-        words = []
-        for j in range(30):
-            w = _be16(p1_ipwin, 2 * j)
-            words.append(w if j < 10 else Mux(ihl > j // 2, w, 0))
-        flags = ("valid", "err", "oversize", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c9",
-                 "c10", "c11", "c12")
-        p2 = {k: Signal(name=f"p2_{k}") for k in flags}
-        p2_pairs = [Signal(17, name=f"p2_pair{g}", reset_less=True) for g in range(15)]
-        p2_l4w = Signal(8 * 18, name="p2_l4w", reset_less=True)
-        p2_tcp = Signal(name="p2_tcp", reset_less=True)
-        p2_rec = Signal(layout, name="p2_rec", reset_less=True)
-        for k in ("valid", "err", "oversize", "c1", "c2", "c3", "c4", "c5"):
-            m.d.sync += p2[k].eq(p1[k])
-        m.d.sync += [
-            p2["c6"].eq(vihl[4:] != 4),
-            p2["c7"].eq((ihl < 5) | (hlen > p1_avail)),
-            p2["c9"].eq((total < hlen) | (total > p1_avail)),
-            p2["c10"].eq(_be16(p1_ipwin, 6)[:14].any()),
-            p2["c11"].eq((proto != PROTO_TCP) & (proto != PROTO_UDP)),
-            p2["c12"].eq(total < hlen + Mux(is_tcp, 20, 8)),
-            p2_l4w.eq(l4w), p2_tcp.eq(is_tcp),
-            p2_rec.key.src_ip.eq(_be32(p1_ipwin, 12)),
-            p2_rec.key.dst_ip.eq(dst_ip),
-            p2_rec.key.proto.eq(proto),
-            p2_rec.tags.eq(p1_tags),
-            p2_rec.ihl.eq(ihl),
-            p2_rec.ip_csum.eq(_be16(p1_ipwin, 10)),
+        proto = _byte(ipf, 9)
+        p4_c1 = r.reg("p4_c1", lt[14])
+        p4_c2 = r.reg("p4_c2", by_tags(p3_tags, (Const(0), lt[18], lt[22])))
+        p4_c5 = r.reg("p4_c5", by_tags(p3_tags, (lt[34], lt[38], lt[42])))
+        p4_c6 = r.reg("p4_c6", vihl[4:] != 4)
+        p4_c7a = r.reg("p4_ihl_lt5", ihl < 5)
+        p4_c10 = r.reg("p4_c10", _be16(ipf, 6)[:14].any())
+        p4_c11 = r.reg("p4_c11", (proto != PROTO_TCP) & (proto != PROTO_UDP))
+        p4_tcp = r.reg("p4_tcp", proto == PROTO_TCP)
+        sat_n = {l3: r.reg(f"p4_avail{l3}", Mux(p3_over, top - l3, diff[l3]), nw) for l3 in _L3}
+        p4_k = r.reg("p4_l4_off", p3_k)
+        p4_w = r.reg("p4_w", p3_w)
+        p4_tags = r.reg("p4_tags", p3_tags)
+        p4_ipf = r.reg("p4_ipf", ipf)
+        at_out("ihl", ihl, 3)
+        at_out("key.proto", proto, 3)
+        at_out("key.src_ip", _be32(ipf, 12), 3)
+        at_out("key.dst_ip", _be32(ipf, 16), 3)
+        at_out("ip_csum", _be16(ipf, 10), 3)
+
+        # ---- p5: L4 shift 32; avail ---------------------------------------------------
+        ihl4, total4 = _byte(p4_ipf, 0)[:4], _be16(p4_ipf, 2)
+        hlen4 = Cat(Const(0, 2), ihl4)
+        dst4 = _be32(p4_ipf, 16)
+        p5_avail = r.reg("p5_avail", by_tags(p4_tags, [sat_n[l3] for l3 in _L3]), nw)
+        p5_l4min = r.reg("p5_l4min", Cat(Const(0, 2), ihl4 + Mux(p4_tcp, 5, 2)), 7)
+        p5_c9a = r.reg("p5_tot_lt_hlen", total4 < hlen4)
+        p5_ipc = r.reg("p5_ipc", ~_be16(p4_ipf, 10), 16)
+        p5_nd = r.reg("p5_nd", (~dst4[16:])[:16] + (~dst4[:16])[:16], 17)
+        region = fb(p4_w, _L4_FIRST, HEADER_BYTES - _L4_FIRST)
+        l4s = region
+        for step, bit in ((32, 3), (16, 2), (8, 1), (4, 0)):
+            stage = 7 - bit                 # shifted in p4 .. p7 into p5 .. p8
+            k_bit = r.delay(p4_k[bit], stage - 4, f"l4_off{bit}")
+            width = _L4_WINDOW + (step - 4)
+            padded = Cat(l4s, Const(0, max(0, 8 * (width + step) - len(l4s))))
+            l4s = r.reg(f"p{stage + 1}_l4s",
+                        Mux(k_bit, padded[8 * step:8 * (step + width)], padded[:8 * width]))
+        l4w = l4s                            # p8: frame bytes l4 .. l4 + 17
+        p5_ihl, p5_total = r.reg("p5_ihl", ihl4), r.reg("p5_total", total4)
+        flags4 = {"c1": p4_c1, "c2": p4_c2, "c5": p4_c5, "c6": p4_c6, "c7a": p4_c7a,
+                  "c10": p4_c10, "c11": p4_c11}
+        flags = {k: r.delay(v, 2, f"{k}_s4") for k, v in flags4.items()}  # at p6
+        flags |= {"c3": r.delay(p3_c3, 3, "c3_s3"), "c4": r.delay(p3_c4, 3, "c4_s3"),
+                  "c9a": r.delay(p5_c9a, 1, "c9a_s5")}
+
+        # ---- p6: checks 7, 9, 12; ip sum -----------------------------------------------
+        hlen5 = Cat(Const(0, 2), p5_ihl)
+        flags["c7b"] = r.reg("p6_hlen_gt_avail", hlen5 > p5_avail)
+        flags["c9b"] = r.reg("p6_tot_gt_avail", p5_total > p5_avail)
+        flags["c12"] = r.reg("p6_c12", p5_total < p5_l4min)
+        p6_ip = r.reg("p6_ip", p5_ipc + p5_nd, 18)
+
+        # ---- p7: priority in three groups; ip folded once -------------------------------
+        F = flags
+        groups = [
+            [(F["c1"], Reason.TRUNCATED), (F["c2"], Reason.TRUNCATED),
+             (F["c3"], Reason.TOO_MANY_TAGS), (F["c4"], Reason.NOT_IPV4)],
+            [(F["c5"], Reason.TRUNCATED), (F["c6"], Reason.BAD_VERSION),
+             (F["c7a"], Reason.BAD_IHL), (F["c7b"], Reason.BAD_IHL)],
+            [(F["c9a"], Reason.BAD_TOTAL_LENGTH), (F["c9b"], Reason.BAD_TOTAL_LENGTH),
+             (F["c10"], Reason.FRAGMENT), (F["c11"], Reason.NOT_TCP_UDP),
+             (F["c12"], Reason.L4_TRUNCATED)],
         ]
-        m.d.sync += [p.eq(words[2 * g] + words[2 * g + 1]) for g, p in enumerate(p2_pairs)]
+        g7 = []
+        for gi, g in enumerate(groups):
+            any_, reason = _first_failing(g)
+            g7.append((r.reg(f"p7_any{gi}", any_), r.reg(f"p7_reason{gi}", reason, 4)))
+        p7_ip = r.fold1("p7_ip", p6_ip)
 
-        # ---- p2: L4 fields; the rewrite's partial sums, first adds; header sum 15 -> 8 ---
-        def stage(prev: dict, name: str) -> dict:
-            """The next stage's copies of the flags and the record."""
-            nxt = {k: Signal(name=f"{name}_{k}") for k in prev}
-            m.d.sync += [nxt[k].eq(prev[k]) for k in prev]
-            return nxt
+        # ---- p8: checks 1-7 merged; ip_part final ----------------------------------------
+        (a0, r0), (a1, r1), (a2, r2) = g7
+        p8_any = r.reg("p8_any_early", a0 | a1)
+        p8_reason = r.reg("p8_reason_early", Mux(a0, r0, r1), 4)
+        at_out("ip_part", r.fold2("p8_ip_part", p7_ip), 8)
 
-        def tree(vals: list, width: int, name: str) -> list:
-            """One adder level: pairs summed (an odd last one passed), registered."""
-            out = [Signal(width, name=f"{name}_sum{g}", reset_less=True)
-                   for g in range((len(vals) + 1) // 2)]
-            for g, o in enumerate(out):
-                pair = vals[2 * g:2 * g + 2]
-                m.d.sync += o.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
-            return out
+        # ---- p9: the L4 fields -------------------------------------------------------------
+        tcp8 = r.delay(p4_tcp, 4, "tcp_s4")
+        l4c = Mux(tcp8, _be16(l4w, 16), _be16(l4w, 6))
+        sport, dport = _be16(l4w, 0), _be16(l4w, 2)
+        p9_nl4c = r.reg("p9_nl4c", ~l4c, 16)       # complemented: the adder is alone
+        p9_ndport = r.reg("p9_ndport", ~dport, 16)
+        at_out("key.src_port", sport, 8)
+        at_out("key.dst_port", dport, 8)
+        at_out("tcp_flags", Mux(tcp8, _byte(l4w, 13), 0), 8)
+        at_out("l4_csum", l4c, 8)
 
-        l4_csum = Signal(16)
-        m.d.comb += l4_csum.eq(Mux(p2_tcp, _be16(p2_l4w, 16), _be16(p2_l4w, 6)))
-        p3 = stage(p2, "p3")
-        p3_sums = tree(p2_pairs, 18, "p3")
-        p3_rec = Signal(layout, name="p3_rec", reset_less=True)
-        dst_port = _be16(p2_l4w, 2)
-        nd_hi, nd_lo = ~p2_rec.key.dst_ip[16:], ~p2_rec.key.dst_ip[:16]
-        p3_ipc = Signal(16, name="p3_ipc", reset_less=True)    # ~ip_csum
-        p3_la = Signal(17, name="p3_la", reset_less=True)      # ~l4_csum + ~dst_port
-        p3_b = Signal(17, name="p3_b", reset_less=True)        # ~dst_ip_hi + ~dst_ip_lo
-        m.d.sync += [
-            p3_rec.eq(p2_rec),
-            p3_rec.key.src_port.eq(_be16(p2_l4w, 0)),
-            p3_rec.key.dst_port.eq(dst_port),
-            p3_rec.tcp_flags.eq(Mux(p2_tcp, _byte(p2_l4w, 13), 0)),
-            p3_rec.l4_csum.eq(l4_csum),
-            p3_ipc.eq(~p2_rec.ip_csum),
-            p3_la.eq((~l4_csum)[:16] + (~dst_port)[:16]),
-            p3_b.eq(nd_hi + nd_lo),
-        ]
+        # ---- p10: ~L4 checksum + ~port; p11: + ~address words -------------------------
+        p10_la = r.reg("p10_la", p9_nl4c + p9_ndport, 17)
+        p11_l4 = r.reg("p11_l4", p10_la + r.delay(p5_nd, 5, "nd_s5"), 18)
 
-        # ---- p3: partial sums complete; header 8 -> 4 ------------------------------------
-        p4 = stage(p3, "p4")
-        p4_sums = tree(p3_sums, 19, "p4")
-        p4_rec = Signal(layout, name="p4_rec", reset_less=True)
-        p4_ip = Signal(18, name="p4_ip", reset_less=True)
-        p4_l4 = Signal(18, name="p4_l4", reset_less=True)
-        m.d.sync += [p4_rec.eq(p3_rec), p4_ip.eq(p3_ipc + p3_b), p4_l4.eq(p3_la + p3_b)]
+        # ---- p12, p13: the L4 sum folded (the header sum: _header_sum_bad) -------------
+        p12_l4 = r.fold1("p12_l4", p11_l4)
+        at_out("l4_part", r.fold2("p13_l4_part", p12_l4), 13)
 
-        # ---- p4: first folds; header 4 -> 2 ----------------------------------------------
-        p5 = stage(p4, "p5")
-        p5_sums = tree(p4_sums, 20, "p5")
-        p5_rec = Signal(layout, name="p5_rec", reset_less=True)
-        p5_ip = Signal(17, name="p5_ip", reset_less=True)
-        p5_l4 = Signal(17, name="p5_l4", reset_less=True)
-        m.d.sync += [p5_rec.eq(p4_rec), p5_ip.eq(_fold_once(m, p4_ip, "ip_fold1")),
-                     p5_l4.eq(_fold_once(m, p4_l4, "l4_fold1"))]
-
-        # ---- p5: second folds (the partial sums are final); header 2 -> 1 ----------------
-        p6 = stage(p5, "p6")
-        p6_sum = tree(p5_sums, 21, "p6")[0]
-        p6_rec = Signal(layout, name="p6_rec", reset_less=True)
-        m.d.sync += [p6_rec.eq(p5_rec),
-                     p6_rec.ip_part.eq(p5_ip[:16] + p5_ip[16]),
-                     p6_rec.l4_part.eq(p5_l4[:16] + p5_l4[16])]
-
-        # ---- p6: header sum folded once; p7: folded again, check 8, priority ------------
-        p7 = stage(p6, "p7")
-        p7_sum = Signal(17, name="p7_sum", reset_less=True)
-        p7_rec = Signal(layout, name="p7_rec", reset_less=True)
-        m.d.sync += [p7_sum.eq(_fold_once(m, p6_sum, "hdr_fold1")), p7_rec.eq(p6_rec)]
-
-        hsum = Signal(16)
-        m.d.comb += hsum.eq(p7_sum[:16] + p7_sum[16])
-        checks = [  # model/parse.py order
-            (p7["c1"], Reason.TRUNCATED), (p7["c2"], Reason.TRUNCATED),
-            (p7["c3"], Reason.TOO_MANY_TAGS), (p7["c4"], Reason.NOT_IPV4),
-            (p7["c5"], Reason.TRUNCATED), (p7["c6"], Reason.BAD_VERSION),
-            (p7["c7"], Reason.BAD_IHL), (hsum != 0xFFFF, Reason.BAD_IP_CHECKSUM),
-            (p7["c9"], Reason.BAD_TOTAL_LENGTH), (p7["c10"], Reason.FRAGMENT),
-            (p7["c11"], Reason.NOT_TCP_UDP), (p7["c12"], Reason.L4_TRUNCATED),
-        ]
-        reason = Signal(4)
-        m.d.comb += reason.eq(Reason.OK)
-        for cond, r in reversed(checks):    # the earliest failing check is assigned last
-            with m.If(cond):
-                m.d.comb += reason.eq(r)
-
-        out_valid = Signal()
-        out = Signal(layout, reset_less=True)
-        m.d.sync += [out_valid.eq(p7["valid"]), out.eq(p7_rec), out.reason.eq(reason),
-                     out.rx_error.eq(p7["err"]), out.oversize.eq(p7["oversize"])]
-        m.d.comb += [self.frame.valid.eq(out_valid), self.frame.payload.eq(out)]
+        # ---- out: the first failing check -------------------------------------------------
+        early_any = r.delay(p8_any, _OUT - 8, "any_early_s8")
+        early_reason = r.delay(p8_reason, _OUT - 8, "reason_early_s8")
+        late_any = r.delay(a2, _OUT - 7, "any_late_s7")
+        late_reason = r.delay(r2, _OUT - 7, "reason_late_s7")
+        reason = Mux(early_any, early_reason,
+                     Mux(p13_c8, Reason.BAD_IP_CHECKSUM,
+                         Mux(late_any, late_reason, Reason.OK)))
         if self._challenge:
-            self._challenge_fields(m, p0_win, p1_ipwin, p2_l4w, p2_tcp,
-                                   (p2_rec, p3_rec, p6_rec, p7_rec))
+            self._challenge_fields(m, r, win, ipf, l4w, tcp8, at_out)
+
+        valid = v0
+        for s in range(_OUT + 1):
+            valid_next = Signal(name=f"p{s + 1}_valid" if s < _OUT else "out_valid")
+            m.d.sync += valid_next.eq(valid)
+            valid = valid_next
+        rec = Signal(layout, name="out", reset_less=True)
+        m.d.sync += rec.reason.eq(reason)
+        for name, sig in out.items():
+            field = rec
+            for part in name.split("."):
+                field = getattr(field, part)
+            m.d.sync += field.eq(sig)
+        m.d.comb += [self.frame.valid.eq(valid), self.frame.payload.eq(rec)]
         return m
 
-    def _challenge_fields(self, m: Module, p0_win, p1_ipwin, p2_l4w, p2_tcp, recs) -> None:
+    @staticmethod
+    def _header_sum_bad(r: _Regs, p1_w, tp: dict, p3_w) -> Signal:
+        """Check 8 (p13): the IPv4 header's ones'-complement sum is not 0xFFFF. The
+        header's words are summed where they are in the frame, each masked by whether it
+        lies in ``l3 .. l3 + 4 * IHL``: the comparisons ``IHL > c`` of the three
+        candidate IHL nibbles (bytes 14, 18, 22) in p2, the mask selected by the TPID
+        flags in p3, the masked words in p4, summed in pairs in p5 and by a tree in
+        p6 .. p10 (at most 30 non-zero words: 21 bits), folded twice in p11, p12."""
+        def fb(v, i: int, n: int = 1):
+            return v[8 * (i - _SUM_FIRST):8 * (i - _SUM_FIRST + n)]
+
+        gt = {(t, c): r.reg(f"p2_ihl{t}_gt{c}", fb(p1_w, l3)[:4] > c)
+              for t, l3 in enumerate(_L3) for c in range(15)}
+        mask = []
+        for i in range(_SUM_FIRST // 2, _SUM_END // 2):    # frame word i: bytes 2i, 2i+1
+            per_tags = [gt[(t, (i - l3 // 2) // 2)] if 0 <= i - l3 // 2 < 30 else Const(0)
+                        for t, l3 in enumerate(_L3)]        # header word i - l3 / 2
+            mask.append(Mux(tp[12], Mux(tp[16], per_tags[2], per_tags[1]), per_tags[0]))
+        p3_mask = r.reg("p3_hdr_mask", Cat(*mask))
+        words = [r.reg(f"p4_hdr_word{i}", _be16(p3_w, 2 * i - _SUM_FIRST)
+                       & p3_mask[i - _SUM_FIRST // 2].replicate(16))
+                 for i in range(_SUM_FIRST // 2, _SUM_END // 2)]
+        hs = [r.reg(f"p5_hsum{g}", words[2 * g] + words[2 * g + 1], 17)
+              for g in range(len(words) // 2)]
+        for st in range(6, 11):                             # 17 -> 9 -> 5 -> 3 -> 2 -> 1
+            hs = r.sum_pairs(hs, f"p{st}_hsum")
+        assert len(hs) == 1
+        p12_h = r.fold2("p12_hsum", r.fold1("p11_hsum", hs[0]))
+        return r.reg("p13_c8", p12_h != 0xFFFF)
+
+    def _challenge_fields(self, m: Module, r: _Regs, win, ipf, l4w, tcp8, at_out) -> None:
         """The SYN-authentication fields of :func:`parse_layout`, beside the stages above
-        (one carry chain per stage; assigned after each record's copy of the previous
-        one, so these assignments win): the MACs; the sequence number; ``ch_ip`` =
-        fold(C_ip + address words) and ``ch_l4`` = fold(C_tcp + address words + ports),
-        each folded twice (at most seven 16-bit terms: the second fold is exact)."""
+        (one carry chain per stage): the MACs (p1); the sequence number (p9); ``ch_ip``
+        = fold(C_ip + address words) (p8) and ``ch_l4`` = fold(C_tcp + address words +
+        ports) (p13), each folded twice (at most seven 16-bit terms: the second fold is
+        exact)."""
         from .challenge import challenge_constants  # hdl.challenge imports this module
 
         _, c_ip, c_tcp = challenge_constants()
-        p2_rec, p3_rec, p6_rec, p7_rec = recs
-        p1_macs = Signal(96, name="p1_macs", reset_less=True)
-        m.d.sync += p1_macs.eq(p0_win[:96])
-        # p1: the address words summed in pairs
-        src, dst = _be32(p1_ipwin, 12), _be32(p1_ipwin, 16)
-        p2_src = Signal(17, name="p2_ch_src", reset_less=True)
-        p2_dst = Signal(17, name="p2_ch_dst", reset_less=True)
-        m.d.sync += [p2_rec.macs.eq(p1_macs), p2_src.eq(src[16:] + src[:16]),
-                     p2_dst.eq(dst[16:] + dst[:16])]
-        # p2: the sequence number; the addresses; the ports
-        p3_addr = Signal(18, name="p3_ch_addr", reset_less=True)
-        p3_ports = Signal(17, name="p3_ch_ports", reset_less=True)
-        m.d.sync += [p3_rec.seq.eq(Mux(p2_tcp, _be32(p2_l4w, 4), 0)),
-                     p3_addr.eq(p2_src + p2_dst),
-                     p3_ports.eq(_be16(p2_l4w, 0) + _be16(p2_l4w, 2))]
-        # p3: + C_ip; addresses + ports
-        p4_ip = Signal(19, name="p4_ch_ip", reset_less=True)
-        p4_l4 = Signal(19, name="p4_ch_l4", reset_less=True)
-        m.d.sync += [p4_ip.eq(p3_addr + c_ip), p4_l4.eq(p3_addr + p3_ports)]
-        # p4: ch_ip folded once; + C_tcp
-        p5_ip = Signal(17, name="p5_ch_ip", reset_less=True)
-        p5_l4 = Signal(20, name="p5_ch_l4", reset_less=True)
-        m.d.sync += [p5_ip.eq(_fold_once(m, p4_ip, "ch_ip_fold1")), p5_l4.eq(p4_l4 + c_tcp)]
-        # p5: ch_ip folded again (final); ch_l4 folded once
-        p6_l4 = Signal(17, name="p6_ch_l4", reset_less=True)
-        m.d.sync += [p6_rec.ch_ip.eq(p5_ip[:16] + p5_ip[16]),
-                     p6_l4.eq(_fold_once(m, p5_l4, "ch_l4_fold1"))]
-        # p6: ch_l4 folded again (final)
-        m.d.sync += p7_rec.ch_l4.eq(p6_l4[:16] + p6_l4[16])
+        at_out("macs", r.reg("p1_macs", win[:96]), 1)
+        src, dst = _be32(ipf, 12), _be32(ipf, 16)   # p3
+        p4_src = r.reg("p4_ch_src", src[16:] + src[:16], 17)
+        p4_dst = r.reg("p4_ch_dst", dst[16:] + dst[:16], 17)
+        p5_addr = r.reg("p5_ch_addr", p4_src + p4_dst, 18)
+        p6_ip = r.reg("p6_ch_ip", p5_addr + c_ip, 19)
+        p7_ip = r.fold1("p7_ch_ip", p6_ip)
+        at_out("ch_ip", r.fold2("p8_ch_ip", p7_ip), 8)
+        at_out("seq", Mux(tcp8, _be32(l4w, 4), 0), 8)
+        p9_ports = r.reg("p9_ch_ports", _be16(l4w, 0) + _be16(l4w, 2), 17)
+        p10_l4 = r.reg("p10_ch_l4", r.delay(p5_addr, 4, "ch_addr_s5") + p9_ports, 19)
+        p11_l4 = r.reg("p11_ch_l4", p10_l4 + c_tcp, 20)
+        p12_l4 = r.fold1("p12_ch_l4", p11_l4)
+        at_out("ch_l4", r.fold2("p13_ch_l4", p12_l4), 13)

@@ -24,26 +24,40 @@ once per frame, and each beat's lanes are replaced where a patch matches.
 
 Pipeline::
 
-    join  record (+ decision) taken while ``credit`` (a flip-flop) is high
+    rec, dec  two-word skid buffers: ``rec.ready`` and ``dec.ready`` are flip-flops
+    join  record (+ decision) taken from their heads while ``credit`` (a flip-flop) is high
     c1    registered; drop / rewrite decided
     c2    new address and port words added pairwise; L3 offset
     c3    the sums complete; L4 offset
     c4    sums folded once; patch offsets
     c5    folded again; each patch's beat index and lane
     c6    the verdict: new checksums complemented, patches -> verdict queue (StreamFifo)
-    v2    the verdict of the frame whose beats pass; held while they pass, released with
-          its last beat
-    out   the output register (m)
+    v2    the verdict of the frame whose beats pass (the head of a skid buffer behind
+          the queue), released with its last beat
+    read  a beat taken from the frame buffer (through a skid buffer) while the output
+          queue has credit (``ocredit``, a flip-flop; a dropped frame needs none)
+    r     the beat registered with, per patch, the lanes it replaces in this beat
+    p     per lane: replaced or not, and the value
+    o     the output beat (the patched beat, or a challenge reply's) -> output queue
+    m     the output queue (StreamFifo) drives ``m``
 
-c1..c6 are free-running, one carry chain per stage at most (the first version added
-three words and folded twice in one stage: with the parser, the datapath made 94.7
-MHz on ECP5). ``credit`` bounds the verdicts joined and not yet taken by v2 by the
-queue's capacity, from registered events (as the core's credits), so ``m.ready`` has no
-combinational path into ``rec.ready`` or ``dec.ready``.
+c1..c6 and r, p, o are free-running, one carry chain or about two LUT levels per stage
+(the first version added three words and folded twice in one stage: with the parser,
+the datapath made 94.7 MHz on ECP5; the beat stage then patched the lanes with five
+cascaded multiplexers behind a beat-index compare, and ``m.ready`` reached the frame
+buffer, the verdict queue and the record queue through the read handshake). ``credit``
+bounds the verdicts joined and not yet taken by v2 by the verdict queue's capacity,
+``ocredit`` the beats read and not yet taken from ``m`` by the output queue's, both from
+registered events (as the core's credits), so ``m.ready`` has no combinational path
+into ``beats.ready``, ``rec.ready`` or ``dec.ready``, and no queue ever refuses a word.
 
-Backpressure on ``m`` stops the beat reads; nothing is lost or reordered. With ``m``
-always ready a frame of ``k`` beats takes ``k`` cycles, one-beat frames one per cycle.
+Backpressure on ``m`` stops the beat reads once the output queue's credit is used up;
+nothing is lost or reordered. With ``m`` always ready a frame of ``k`` beats takes
+``k`` cycles, one-beat frames one per cycle.
 """
+
+import functools
+import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -51,7 +65,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.layout import Action
 
-from .challenge import CHALLENGE_LAYOUT, ChallengeBeats
+from .challenge import CHALLENGE_LAYOUT, ChallengeBeats, reply_length
 from .fifo import StreamFifo, up_down_thermometer
 from .parser import HEADER_BYTES, beat_layout, check_beat_width
 
@@ -93,13 +107,44 @@ def dest_layout(challenge: bool = False) -> data.StructLayout:
 RECORD_LAYOUT = record_layout()
 DEST_LAYOUT = dest_layout()
 
-#: Cycles from a record (and decision) being joined to the first beat on ``m`` when the
-#: beats are there and ``m`` is ready: c1..c6, the verdict queue (2), v2, out.
-REWRITE_LATENCY = 10
+#: Cycles from a record (and decision) offered on ``rec`` (``dec``) to the first beat on
+#: ``m`` when the beats are there and ``m`` is ready: the skid buffer (1), c1..c6, the
+#: verdict queue (2), v2, r, p, o, the output queue (2).
+REWRITE_LATENCY = 15
 
 _PATCHES = 5
 #: Verdicts the queue between the verdict pipeline and the beat stage holds.
 _VQ_DEPTH = 17
+#: Beats the output queue (between the patch stages and ``m``) holds.
+_OQ_DEPTH = 17
+
+
+def _skid(m: Module, src, shape, name: str) -> tuple:
+    """A two-word skid buffer taking ``src`` (a stream interface) with ``src.ready`` a
+    flip-flop (low only while both words are held), so the reader's decision never
+    reaches the queue behind it in the same cycle. Returns ``(valid, head, pop)``:
+    ``head`` is a register (the oldest word, valid while ``valid``) and the caller drives
+    ``pop`` (take the head; only while ``valid``). One word per cycle passes through."""
+    hv = Signal(name=f"{name}_hv")
+    tv = Signal(name=f"{name}_tv")
+    head = Signal(shape, name=f"{name}_head", reset_less=True)
+    tail = Signal(shape, name=f"{name}_tail", reset_less=True)
+    pop = Signal(name=f"{name}_pop")
+    push = Signal(name=f"{name}_push")
+    m.d.comb += [src.ready.eq(~tv), push.eq(src.valid & ~tv)]
+    with m.If(pop):
+        with m.If(tv):
+            m.d.sync += [head.eq(tail), tv.eq(0)]
+        with m.Elif(push):
+            m.d.sync += head.eq(src.payload)
+        with m.Else():
+            m.d.sync += hv.eq(0)
+    with m.Elif(push):
+        with m.If(hv):
+            m.d.sync += [tail.eq(src.payload), tv.eq(1)]
+        with m.Else():
+            m.d.sync += [head.eq(src.payload), hv.eq(1)]
+    return hv, head, pop
 
 
 class Rewriter(wiring.Component):
@@ -124,8 +169,9 @@ class Rewriter(wiring.Component):
     m : ``Out(stream.Signature(beat_layout(width)))``
         The frames out (``user`` is always 0).
     frame_done : ``Out(1)``
-        Pulses when a frame's last beat leaves the buffer; ``frame_dropped`` and
-        ``frame_rewritten`` say what became of it (for counters and credits).
+        Pulses (a flip-flop) the cycle after a frame's last beat was read from the
+        buffer; ``frame_dropped`` and ``frame_rewritten`` say what became of it (for
+        counters and credits).
     frame_dropped, frame_rewritten : ``Out(1)``
 
     Raises
@@ -157,7 +203,6 @@ class Rewriter(wiring.Component):
         W = self._width
         lb = (W - 1).bit_length()            # log2 W
         nb = -(-HEADER_BYTES // W)           # beats that can hold a patch
-        rec, dec = self.rec.payload, self.dec.payload
         patch_layout = data.StructLayout({"en": 1, "beat": range(nb + 1), "lane": W // 2,
                                           "value": 16})
         ch = self._challenge
@@ -174,13 +219,15 @@ class Rewriter(wiring.Component):
         m.submodules.verdict_queue = vq
         cap = vq.capacity
         credit = Signal(init=1)     # nothing is outstanding after reset
+        rec_valid, rec, rec_pop = _skid(m, self.rec, record_layout(ch), "rec")
+        dec_valid, dec, dec_pop = _skid(m, self.dec, dest_layout(ch), "dec")
         go = Signal()
         go_q = Signal()
         pop_q = Signal()
         m.d.comb += [
-            go.eq(credit & self.rec.valid & (~rec.core | self.dec.valid)),
-            self.rec.ready.eq(credit & (~rec.core | self.dec.valid)),
-            self.dec.ready.eq(credit & self.rec.valid & rec.core),
+            go.eq(credit & rec_valid & (~rec.core | dec_valid)),
+            rec_pop.eq(go),
+            dec_pop.eq(go & rec.core),
         ]
         # joined and not yet popped from the queue, counted from registered events (one
         # cycle late); credit: at most cap - 3 two cycles ago, so at most cap after this
@@ -269,67 +316,96 @@ class Rewriter(wiring.Component):
         if ch:
             self._challenge_verdict(m, go, rec, dec, nxt, c6)
 
-        # ---- v2: the verdict of the frame whose beats pass now ---------------------------
-        v2_valid = Signal()
-        v2_free = Signal()
-        v2 = Signal(_VERDICT, reset_less=True)
-        m.d.comb += vq.r.ready.eq(v2_free)
-        with m.If(v2_free):
-            m.d.sync += [v2_valid.eq(vq.r.valid), v2.eq(vq.r.payload)]
+        # ---- v2: the verdict of the frame whose beats pass now: the head of a skid
+        # buffer behind the verdict queue, popped with the frame's last beat -------------
+        v2_valid, v2, v2_pop = _skid(m, vq.r, _VERDICT, "v2")
 
-        # ---- beats: discarded (drop) or patched into the output register -------------------
-        beat = self.beats.payload
+        # ---- read: beats taken from the buffer while the output queue has credit (a
+        # dropped frame's beats need none); `ocredit` is a flip-flop, so `m.ready` has no
+        # combinational path into the frame buffer or the verdicts ------------------------
+        oq = StreamFifo(beat_layout(W).size, _OQ_DEPTH, checked=False)
+        m.submodules.output_queue = oq
+        ocap = oq.capacity
+        ocredit = Signal(init=1)
+        b_valid, beat, b_pop = _skid(m, self.beats, beat_layout(W), "beat")
         ob = Signal(range(nb + 1))           # beat index in the frame, saturating at nb
-        o_valid = Signal()
-        o = Signal(beat_layout(W), reset_less=True)
-        out_free = Signal()
         consume = Signal()
         done = Signal()
+        emit = Signal()
         m.d.comb += [
-            out_free.eq(~o_valid | self.m.ready),
-            self.beats.ready.eq(v2_valid & (v2.drop | out_free)),
-            consume.eq(self.beats.valid & self.beats.ready),
+            consume.eq(b_valid & v2_valid & (v2.drop | ocredit)),
+            b_pop.eq(consume),
             done.eq(consume & beat.last),
-            v2_free.eq(~v2_valid | done),
-            self.frame_done.eq(done),
-            self.frame_dropped.eq(done & v2.drop),
-            self.frame_rewritten.eq(done & v2.rw),
-            self.m.valid.eq(o_valid),
-            self.m.payload.eq(o),
+            v2_pop.eq(done),
         ]
         with m.If(consume):
             m.d.sync += ob.eq(Mux(beat.last, 0, Mux(ob == nb, nb, ob + 1)))
-        patched = Signal(8 * W)
-        hit = [Signal(name=f"patch{k}_here") for k in range(_PATCHES)]
-        for k in range(_PATCHES):
-            m.d.comb += hit[k].eq(v2.p[k].en & (v2.p[k].beat == ob))
-        for j in range(W // 2):
-            lane = beat.data[16 * j:16 * j + 16]
-            for k in range(_PATCHES):
-                v = v2.p[k].value
-                lane = Mux(hit[k] & v2.p[k].lane[j], Cat(v[8:], v[:8]), lane)
-            m.d.comb += patched[16 * j:16 * j + 16].eq(lane)
-        emit = Signal()
-        if not ch:
+        m.d.sync += [self.frame_done.eq(done), self.frame_dropped.eq(done & v2.drop),
+                     self.frame_rewritten.eq(done & v2.rw)]
+        if ch:
+            past = Signal()     # beyond the reply's last beat: consumed, not sent
+            m.d.comb += [
+                past.eq(Cat(*((v2.reply.tags == t) & (ob > (reply_length(t) - 1) // W)
+                              for t in range(3))).any() | (v2.reply.tags == 3)),
+                emit.eq(consume & ~v2.drop & ~(v2.ch & past)),
+            ]
+        else:
             m.d.comb += emit.eq(consume & ~v2.drop)
-            with m.If(emit):
-                m.d.sync += [o.data.eq(patched), o.keep.eq(beat.keep), o.last.eq(beat.last),
-                             o.user.eq(0), o_valid.eq(1)]
-            with m.Elif(self.m.ready):
-                m.d.sync += o_valid.eq(0)
-            return m
-        # a challenge: the reply's beats in place of the SYN's, its rest consumed unsent
-        m.submodules.reply = reply = ChallengeBeats(W)
-        m.d.comb += [reply.fields.eq(v2.reply), reply.index.eq(ob),
-                     reply.beat_in.eq(beat.data),
-                     emit.eq(consume & ~v2.drop & ~(v2.ch & reply.past))]
-        with m.If(emit):
-            m.d.sync += [o.data.eq(Mux(v2.ch, reply.data, patched)),
-                         o.keep.eq(Mux(v2.ch, reply.keep, beat.keep)),
-                         o.last.eq(Mux(v2.ch, reply.last, beat.last)),
-                         o.user.eq(0), o_valid.eq(1)]
-        with m.Elif(self.m.ready):
-            m.d.sync += o_valid.eq(0)
+
+        # r: the beat and, per patch, the lanes it replaces in this beat
+        r_valid = Signal()      # = emit, registered: also the credit's "up" event
+        r_beat = Signal(beat_layout(W), name="r_beat", reset_less=True)
+        r_sel = [Signal(W // 2, name=f"r_sel{k}", reset_less=True) for k in range(_PATCHES)]
+        r_val = [Signal(16, name=f"r_val{k}", reset_less=True) for k in range(_PATCHES)]
+        m.d.sync += [r_valid.eq(emit), r_beat.eq(beat)]
+        for k in range(_PATCHES):
+            here = v2.p[k].en & (v2.p[k].beat == ob)
+            m.d.sync += [r_sel[k].eq(Mux(here, v2.p[k].lane, 0)), r_val[k].eq(v2.p[k].value)]
+        # outstanding: beats emitted and not yet taken from `m`, counted from registered
+        # events like the verdict credit above
+        pop_q = Signal()
+        out_n = up_down_thermometer(m, ocap, r_valid, pop_q, "out_beats")
+        m.d.sync += [pop_q.eq(oq.r.valid & oq.r.ready), ocredit.eq(~out_n[ocap - 3])]
+
+        # p: per lane, whether a patch lands there and its value (patches never share a
+        # lane of a beat)
+        p_valid = Signal()
+        p_beat = Signal(beat_layout(W), name="p_beat", reset_less=True)
+        p_en = Signal(W // 2, name="p_en", reset_less=True)
+        p_val = [Signal(16, name=f"p_val{j}", reset_less=True) for j in range(W // 2)]
+        m.d.sync += [p_valid.eq(r_valid), p_beat.eq(r_beat)]
+        for j in range(W // 2):
+            m.d.sync += [
+                p_en[j].eq(Cat(*(r_sel[k][j] for k in range(_PATCHES))).any()),
+                p_val[j].eq(functools.reduce(operator.or_, (
+                    r_val[k] & r_sel[k][j].replicate(16) for k in range(_PATCHES)))),
+            ]
+        # o: the patched beat (or the reply's), into the output queue
+        patched = Cat(*(Mux(p_en[j], Cat(p_val[j][8:], p_val[j][:8]),
+                            p_beat.data[16 * j:16 * j + 16]) for j in range(W // 2)))
+        o_valid = Signal()
+        o = Signal(beat_layout(W), name="o", reset_less=True)
+        m.d.sync += o_valid.eq(p_valid)
+        if ch:
+            # the reply's beat, from the registered verdict fields and beat index
+            r_ch = Signal(name="r_ch", reset_less=True)
+            r_reply = Signal(CHALLENGE_LAYOUT, name="r_reply", reset_less=True)
+            r_index = Signal(8, name="r_index", reset_less=True)
+            m.d.sync += [r_ch.eq(v2.ch), r_reply.eq(v2.reply), r_index.eq(ob)]
+            m.submodules.reply = reply = ChallengeBeats(W)
+            m.d.comb += [reply.fields.eq(r_reply), reply.index.eq(r_index),
+                         reply.beat_in.eq(r_beat.data)]
+            p_ch = Signal(name="p_ch", reset_less=True)
+            p_reply = Signal(beat_layout(W), name="p_reply", reset_less=True)
+            m.d.sync += [p_ch.eq(r_ch), p_reply.data.eq(reply.data),
+                         p_reply.keep.eq(reply.keep), p_reply.last.eq(reply.last)]
+            m.d.sync += [o.data.eq(Mux(p_ch, p_reply.data, patched)),
+                         o.keep.eq(Mux(p_ch, p_reply.keep, p_beat.keep)),
+                         o.last.eq(Mux(p_ch, p_reply.last, p_beat.last))]
+        else:
+            m.d.sync += [o.data.eq(patched), o.keep.eq(p_beat.keep), o.last.eq(p_beat.last)]
+        m.d.comb += [oq.w.valid.eq(o_valid), oq.w.payload.eq(o)]
+        wiring.connect(m, oq.r, wiring.flipped(self.m))
         return m
 
     def _challenge_verdict(self, m: Module, go, rec, dec, nxt, c6) -> None:
