@@ -132,18 +132,14 @@ def _skid(m: Module, src, shape, name: str) -> tuple:
     pop = Signal(name=f"{name}_pop")
     push = Signal(name=f"{name}_push")
     m.d.comb += [src.ready.eq(~tv), push.eq(src.valid & ~tv)]
-    with m.If(pop):
-        with m.If(tv):
-            m.d.sync += [head.eq(tail), tv.eq(0)]
-        with m.Elif(push):
-            m.d.sync += head.eq(src.payload)
-        with m.Else():
-            m.d.sync += hv.eq(0)
-    with m.Elif(push):
-        with m.If(hv):
-            m.d.sync += [tail.eq(src.payload), tv.eq(1)]
-        with m.Else():
-            m.d.sync += [head.eq(src.payload), hv.eq(1)]
+    # the tail takes the input whenever it is free (enable: a flip-flop) and is kept
+    # when the head is held and a word arrives; the head refills when taken or empty
+    with m.If(~tv):
+        m.d.sync += tail.eq(src.payload)
+    with m.If(pop | ~hv):
+        m.d.sync += [head.eq(Mux(tv, tail, src.payload)), hv.eq(tv | push), tv.eq(0)]
+    with m.Else():
+        m.d.sync += tv.eq(tv | push)
     return hv, head, pop
 
 
