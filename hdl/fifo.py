@@ -191,7 +191,11 @@ class BlockRamFifo(wiring.Component):
     Counts are kept so that every decision is taken from flip-flops: the ring occupancy
     seen by the reader is a thermometer code updated from *registered* write/read
     events (one cycle late), and the exact "a word is readable now" test combines that
-    code with the two registered events (:meth:`elaborate`). The writer's ``w.ready`` is
+    code with the two registered events (:meth:`elaborate`). A thermometer's events
+    drive every one of its ``2**k`` bits, so a ring of more than :attr:`THERMOMETER_MAX`
+    words counts with pointer differences instead (registered subtractions, flags
+    compared from them a cycle later, corrected by the events of the two cycles since);
+    both make exactly the same decisions in every cycle. The writer's ``w.ready`` is
     derived from a count three cycles old, so it is conservative: it is low only if, three
     cycles earlier, the ring held more than ``capacity`` words. A writer that never has
     more than ``capacity`` words outstanding (as the core's credits guarantee) therefore
@@ -203,6 +207,10 @@ class BlockRamFifo(wiring.Component):
         Payload width in bits.
     depth : int
         Words the queue must hold (at least 2); :attr:`capacity` is at least this.
+    pointer_counts : bool, optional
+        Count with pointer differences (True) or thermometer codes (False); by default
+        pointers for rings of more than :attr:`THERMOMETER_MAX` words. The two are
+        cycle-for-cycle identical on the ports (``tests/test_hdl_fifo.py``).
 
     Members
     -------
@@ -216,13 +224,19 @@ class BlockRamFifo(wiring.Component):
     _READ = 3
     #: Depth of the output queue (a single 16-word LUT-RAM bank on ECP5).
     _QUEUE = 16
+    #: Largest ring counted with thermometer codes. A 512-word frame buffer's write
+    #: event drove its 512-bit thermometer over 8.2 ns of routing on ECP5 (the W = 8
+    #: datapath's critical path); pointer differences load an event with ~10 bits.
+    THERMOMETER_MAX = 128
 
-    def __init__(self, width: int, depth: int):
+    def __init__(self, width: int, depth: int, *, pointer_counts: bool | None = None):
         check_size("width", width, 1)
         check_size("depth", depth, 2)
         self._width = width
         self._depth = depth
         self._abits = (depth + 3).bit_length()  # ring of 2**abits >= depth + 4 words
+        self._pointers = ((1 << self._abits) > self.THERMOMETER_MAX
+                          if pointer_counts is None else bool(pointer_counts))
         super().__init__({
             "w": In(stream.Signature(width)),
             "r": Out(stream.Signature(width)),
@@ -293,11 +307,16 @@ class BlockRamFifo(wiring.Component):
         s_q = Signal()      # settle, one cycle ago
         i_q = Signal()      # issue, one cycle ago
         m.d.sync += [settle.eq(w_en_q), s_q.eq(settle), i_q.eq(issue)]
-        # avail: readable words not yet issued, one cycle late (it counts the events up
-        # to two cycles ago), as a thermometer: avail[k] = "more than k words"
-        avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
-        # readable now = avail + s_q - i_q >= 1
-        readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
+        # readable now: the words settled up to the previous cycle, less those issued up
+        # to the previous cycle, at least 1
+        if self._pointers:
+            readable = self._readable_from_pointers(m, ab, settle, s_q, i_q, rp)
+        else:
+            # avail: readable words not yet issued, one cycle late (it counts the events
+            # up to two cycles ago), as a thermometer: avail[k] = "more than k words"
+            avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
+            # readable now = avail + s_q - i_q >= 1
+            readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
         # ---- the word read arrives _READ cycles after its issue
         arrives = [issue]
         for k in range(self._READ):
@@ -328,6 +347,11 @@ class BlockRamFifo(wiring.Component):
 
         # ---- write side's ready: the ring held at most n - 4 words three cycles ago, so
         # it holds at most n - 1 now and this write fits
+        if self._pointers:
+            # written and not yet issued up to two cycles ago: the pointers one cycle ago
+            count = Signal(ab, name="count")
+            m.d.sync += [count.eq(wp - rp), ready.eq(count < n - 3)]
+            return m
         wr_q = Signal()
         # `issue` one cycle ago, like `i_q`, but a flip-flop of its own: `i_q` already
         # drives the 2**k + 1 bits of `avail`. Reset-less (so that yosys does not merge
@@ -339,3 +363,24 @@ class BlockRamFifo(wiring.Component):
         count = up_down_thermometer(m, n, wr_q, i_cnt, "count")
         m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4])]  # count < n - 3
         return m
+
+    @staticmethod
+    def _readable_from_pointers(m: Module, ab: int, settle, s_q, i_q, rp) -> Signal:
+        """"A word is readable now" from pointer differences, for a deep ring.
+
+        With ``a(c)`` = settles before cycle ``c`` less issues before ``c`` (what the
+        thermometer's test computes), ``diff`` holds ``a(c - 1)`` and the flags ``a(c -
+        2) >= 1, 2, 3``; ``a(c)`` is ``a(c - 2)`` plus the settles and less the issues of
+        cycles ``c - 2`` and ``c - 1``, each a flip-flop. At most two issues can be
+        subtracted, so ``a(c - 2) >= 3`` is readable whatever they were."""
+        sp = Signal(ab, name="settled")    # settles before this cycle
+        diff = Signal(ab, name="avail")    # a(c - 1)
+        ge = [Signal(name=f"avail_ge{k}") for k in (1, 2, 3)]   # a(c - 2) >= k
+        s2, i2 = Signal(name="s_qq"), Signal(name="i_qq")       # events of cycle c - 2
+        with m.If(settle):
+            m.d.sync += sp.eq(sp + 1)
+        m.d.sync += [diff.eq(sp - rp), s2.eq(s_q), i2.eq(i_q)]
+        m.d.sync += [ge[k - 1].eq(diff >= k) for k in (1, 2, 3)]
+        # a(c) >= 1 for a(c - 2) in {0, 1, 2}: a table of the six event flip-flop values
+        a2 = Mux(ge[1], 2, Mux(ge[0], 1, 0))
+        return ge[2] | (a2 + s_q + s2 >= 1 + i_q + i2)

@@ -181,3 +181,40 @@ def test_block_ram_fifo_write_side_backs_off_when_full():
     run_sim(dut, tb)
     assert dut.capacity <= len(accepted) < 80
     assert out == accepted
+
+
+@pytest.mark.parametrize("depth", [10, 61, 200])
+def test_block_ram_fifo_pointer_counts_equal_thermometer_counts(depth):
+    """Counting with pointer differences (deep rings) and with thermometer codes makes
+    the same decisions in every cycle: ``w.ready``, ``r.valid`` and ``r.payload`` agree
+    under random traffic that also fills the ring and writes while it is full."""
+    def trace(pointers: bool) -> list[tuple[int, int, int]]:
+        dut = BlockRamFifo(12, depth, pointer_counts=pointers)
+        rng = random.Random(depth)
+        seen: list[tuple[int, int, int]] = []
+
+        async def tb(ctx):
+            for cycle in range(3000):
+                phase = (cycle // 300) % 4  # fill, drain, balanced, overfill
+                wv = rng.random() < (0.9, 0.2, 0.6, 1.0)[phase]
+                rr = rng.random() < (0.1, 0.95, 0.6, 0.05)[phase]
+                ctx.set(dut.w.valid, wv)
+                ctx.set(dut.w.payload, cycle % 4096)
+                ctx.set(dut.r.ready, rr)
+                rv = ctx.get(dut.r.valid)
+                seen.append((ctx.get(dut.w.ready), rv, ctx.get(dut.r.payload) if rv else 0))
+                await ctx.tick()
+
+        run_sim(dut, tb)
+        return seen
+
+    thermometer, pointers = trace(False), trace(True)
+    assert sum(r for r, _, _ in thermometer) < len(thermometer)   # it was full at times
+    assert sum(v for _, v, _ in thermometer) > 500
+    assert pointers == thermometer
+
+
+def test_block_ram_fifo_counts_deep_rings_with_pointers():
+    """Rings of more than THERMOMETER_MAX words count with pointers by default."""
+    assert not BlockRamFifo(8, BlockRamFifo.THERMOMETER_MAX - 4)._pointers
+    assert BlockRamFifo(8, BlockRamFifo.THERMOMETER_MAX - 3)._pointers
