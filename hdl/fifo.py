@@ -11,7 +11,7 @@ spent 6.5-7 ns in its LUT-RAM write and read paths. :class:`BlockRamFifo` is the
 one: a block-RAM ring behind registers, feeding a shallow :class:`StreamFifo`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -383,4 +383,7 @@ class BlockRamFifo(wiring.Component):
         m.d.sync += [ge[k - 1].eq(diff >= k) for k in (1, 2, 3)]
         # a(c) >= 1 for a(c - 2) in {0, 1, 2}: a table of the six event flip-flop values
         a2 = Mux(ge[1], 2, Mux(ge[0], 1, 0))
-        return ge[2] | (a2 + s_q + s2 >= 1 + i_q + i2)
+        # a(c) - 1 in -3..3; its sign bit (no comparison of unequal widths for Verilator)
+        a_less_1 = Signal(signed(4), name="avail_less_1")
+        m.d.comb += a_less_1.eq(a2 + s_q + s2 - i_q - i2 - 1)
+        return ge[2] | ~a_less_1[3]
