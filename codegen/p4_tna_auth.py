@@ -68,7 +68,7 @@ class Op:
     b: str | int = 0
 
 
-def _sipround() -> list[tuple[Op, ...]]:
+def sipround_steps() -> list[tuple[Op, ...]]:
     """model.cookie._sipround as four steps of independent operations (no operation
     reads a variable written earlier in its step, so sequential P4 semantics and one
     Tofino VLIW instruction per step agree)."""
@@ -95,7 +95,7 @@ def cookie_steps() -> list[tuple[Op, ...]]:
     ]
     blocks: list[str | int] = ["m0", "m1", "m2", _LENGTH_WORD]
     for i, m in enumerate(blocks):
-        steps += _sipround() + _sipround()
+        steps += sipround_steps() + sipround_steps()
         first = Op("xorc" if isinstance(m, int) else "xor", "v0", "v0", m)
         if i + 1 < len(blocks):
             nxt = blocks[i + 1]
@@ -104,7 +104,7 @@ def cookie_steps() -> list[tuple[Op, ...]]:
         else:
             steps.append((first, Op("xorc", "v2", "v2", 0xFF)))
     for _ in range(4):
-        steps += _sipround()
+        steps += sipround_steps()
     steps += [(Op("xor", "h", "v1", "v3"),), (Op("andc", "h", "h", 0xFFFFFFFE),),
               (Op("or", "h", "h", "k"),)]
     return steps

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from codegen.p4_tna_auth import render_step, sipround_steps  # noqa: E402
 from l4lb.tofino import unavailable  # noqa: E402
 
 HEAD = """#include <core.p4>
@@ -47,7 +48,7 @@ header tcp_h {
     bit<8> flags; bit<16> window; bit<16> csum; bit<16> urg;
 }
 struct headers_t { ethernet_h eth; ipv4_h ipv4; tcp_h tcp; }
-struct meta_t { bit<32> v0; bit<32> v1; bit<32> v2; bit<32> v3; bit<32> t1; bit<32> t3;
+struct meta_t { bit<32> v0; bit<32> v1; bit<32> v2; bit<32> v3; bit<32> sip_t1; bit<32> sip_t3;
                 bit<32> m0; bit<32> m1; bit<32> m2; bit<32> m3; }
 
 parser IgParser(packet_in pkt, out headers_t hdr, out meta_t md,
@@ -116,22 +117,11 @@ Switch(pipe) main;
 """
 
 
-def _rotl(dst: str, x: str, b: int) -> str:
-    """``dst = x <<< b``: Tofino's funnel shift of ``x ++ x`` right by ``32 - b``."""
-    return f"funnel_shift_right({dst}, {x}, {x}, {32 - b});"
-
-
 #: model.cookie._sipround as four steps of independent single operations (a Tofino
 #: action writes each field once, from at most two sources): the step boundaries are
-#: the data dependencies, so each step needs its own MAU stage.
-SIPROUND_STEPS = (
-    ("md.v0 = md.v0 + md.v1;", "md.v2 = md.v2 + md.v3;",
-     _rotl("md.t1", "md.v1", 5), _rotl("md.t3", "md.v3", 8)),
-    ("md.v1 = md.t1 ^ md.v0;", "md.v3 = md.t3 ^ md.v2;", _rotl("md.v0", "md.v0", 16)),
-    ("md.v0 = md.v0 + md.v3;", "md.v2 = md.v2 + md.v1;",
-     _rotl("md.t3", "md.v3", 7), _rotl("md.t1", "md.v1", 13)),
-    ("md.v3 = md.t3 ^ md.v0;", "md.v1 = md.t1 ^ md.v2;", _rotl("md.v2", "md.v2", 16)),
-)
+#: the data dependencies, so each step needs its own MAU stage. The same steps as the
+#: TNA program's cookie passes (codegen.p4_tna_auth.sipround_steps), in metadata.
+SIPROUND_STEPS = tuple(tuple(render_step(step, "md", "md")) for step in sipround_steps())
 
 
 def steps(rounds: int) -> list[tuple[str, ...]]:
