@@ -278,7 +278,7 @@ class BlockRamFifo(wiring.Component):
         w_data_q = Signal(W, reset_less=True)
         m.d.sync += [w_en_q.eq(do_write), w_addr_q.eq(wp), w_data_q.eq(self.w.payload)]
         # The ring's write enable is a copy of `w_en_q` of its own (a block-RAM pin per
-        # column; the reset copy also feeds `settle` and the 2**k-bit `count`). It is
+        # column; the reset copy also feeds `settle`). It is
         # reset-less, which keeps yosys from merging the two: a write it carries over a
         # reset lands at a ring slot that is empty after the reset and is rewritten
         # before it is read again.
@@ -381,9 +381,9 @@ class BlockRamFifo(wiring.Component):
             m.d.sync += sp.eq(sp + 1)
         m.d.sync += [diff.eq(sp - rp), s2.eq(s_q), i2.eq(i_q)]
         m.d.sync += [ge[k - 1].eq(diff >= k) for k in (1, 2, 3)]
-        # a(c) >= 1 for a(c - 2) in {0, 1, 2}: a table of the six event flip-flop values
+        # a(c) >= 1 for a(c - 2) in {0, 1, 2}: a(c) - 1 is in -3..3, and its sign bit
+        # decides (no comparison of unequal widths, which Verilator -Wall flags)
         a2 = Mux(ge[1], 2, Mux(ge[0], 1, 0))
-        # a(c) - 1 in -3..3; its sign bit (no comparison of unequal widths for Verilator)
         a_less_1 = Signal(signed(4), name="avail_less_1")
         m.d.comb += a_less_1.eq(a2 + s_q + s2 - i_q - i2 - 1)
         return ge[2] | ~a_less_1[3]
