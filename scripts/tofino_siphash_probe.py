@@ -11,9 +11,9 @@ stages the compiler needed -- or the assembler's "supports up to N stages, using
 ``--rounds`` compiles only the first SipRounds (12 is the whole function: 4 message
 blocks x 2 + 4 finalization rounds), so the per-round cost can be read off. Each round
 is four dependent steps (add / funnel-shift rotate, then xor), each step one MAU stage.
-Measured with bf-p4c 9.13.4 (docs/lifecycle.md, "TNA"): 1, 2, 3, 4 rounds take 8, 12,
-17, 21 stages on Tofino 1; the whole function (57 steps) stops earlier, at PHV
-allocation.
+Measured with bf-p4c 9.13.4 on 2026-11-30 (docs/lifecycle.md, "TNA"): 1, 2, 3, 4
+rounds take 7, 11, 16, 20 stages on Tofino 1 and on Tofino 2 (3 and 4 do not fit
+Tofino 1's 12); the whole function (57 steps) stops earlier, at PHV allocation.
 """
 
 from __future__ import annotations
