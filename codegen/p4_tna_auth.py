@@ -7,13 +7,15 @@ the cookie over several passes of the packet through the pipe:
 
 * the **first pass** is the normal program; a TCP miss of an ``auth`` VIP from an
   unverified source that needs a cookie (a SYN to challenge, an RST to check) changes
-  no state and is recirculated with the ``auth_h`` header (ingress port, key index,
-  key, message words, HalfSipHash state, the verified-source predictions);
+  no state and is recirculated with the ``auth_h`` header (ingress port, epoch, key
+  index, key, message words, HalfSipHash state, the verified-source predictions);
 * **cookie chunks** run the HalfSipHash steps of :func:`cookie_steps` in egress, one
   chunk per round through the recirculation port (:func:`cookie_schedule`); the
   ingress passes in between only send the packet on; no load-balancer state is
   touched there;
-* the **final pass** is the normal program again, with the hash in ``auth_h``.
+* the **final pass** is the normal program again, with the hash in ``auth_h``; when
+  the key or the epoch is no longer what the first pass read (``rotate_auth`` ran), it
+  is a first pass again.
 
 This module gives the step sequence (one MAU stage each: every step is a set of
 independent single operations, as in the probe), evaluates it in Python (the tests
