@@ -218,6 +218,11 @@ class BlockRamFifo(wiring.Component):
         Write side.
     r : ``Out(stream.Signature(width))``
         Read side (the output queue).
+    w_ready_ahead : ``Out(1)``
+        A flip-flop: high only if a write in the *next* cycle is sure to find ``w.ready``
+        high (the ring count ``w.ready`` will use, a cycle earlier, compared with one
+        word less), so a writer can fold it into a ready flip-flop of its own through
+        one LUT (the frame datapath's ``s.ready``).
     """
 
     #: Cycles from the issue of a ring read to its word entering the output queue.
@@ -240,6 +245,7 @@ class BlockRamFifo(wiring.Component):
         super().__init__({
             "w": In(stream.Signature(width)),
             "r": Out(stream.Signature(width)),
+            "w_ready_ahead": Out(1, init=1),
         })
 
     @staticmethod
@@ -350,7 +356,8 @@ class BlockRamFifo(wiring.Component):
         if self._pointers:
             # written and not yet issued up to two cycles ago: the pointers one cycle ago
             count = Signal(ab, name="count")
-            m.d.sync += [count.eq(wp - rp), ready.eq(count < n - 3)]
+            m.d.sync += [count.eq(wp - rp), ready.eq(count < n - 3),
+                         self.w_ready_ahead.eq(count < n - 4)]
             return m
         wr_q = Signal()
         # `issue` one cycle ago, like `i_q`, but a flip-flop of its own: `i_q` already
@@ -361,7 +368,8 @@ class BlockRamFifo(wiring.Component):
         m.d.sync += i_cnt.eq(issue)
         # written and not yet issued up to two cycles ago
         count = up_down_thermometer(m, n, wr_q, i_cnt, "count")
-        m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4])]  # count < n - 3
+        m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4]),    # count < n - 3
+                     self.w_ready_ahead.eq(~count[n - 5])]          # count < n - 4
         return m
 
     @staticmethod

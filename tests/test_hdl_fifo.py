@@ -202,16 +202,60 @@ def test_block_ram_fifo_pointer_counts_equal_thermometer_counts(depth):
                 ctx.set(dut.w.payload, cycle % 4096)
                 ctx.set(dut.r.ready, rr)
                 rv = ctx.get(dut.r.valid)
-                seen.append((ctx.get(dut.w.ready), rv, ctx.get(dut.r.payload) if rv else 0))
+                seen.append((ctx.get(dut.w.ready), rv, ctx.get(dut.r.payload) if rv else 0,
+                             ctx.get(dut.w_ready_ahead)))
                 await ctx.tick()
 
         run_sim(dut, tb)
         return seen
 
     thermometer, pointers = trace(False), trace(True)
-    assert sum(r for r, _, _ in thermometer) < len(thermometer)   # it was full at times
-    assert sum(v for _, v, _ in thermometer) > 500
+    assert sum(r for r, _, _, _ in thermometer) < len(thermometer)   # it was full at times
+    assert sum(v for _, v, _, _ in thermometer) > 500
     assert pointers == thermometer
+
+
+@pytest.mark.parametrize("pointers", [False, True])
+def test_block_ram_fifo_ready_ahead_foretells_ready(pointers):
+    """``w_ready_ahead`` high in one cycle means ``w.ready`` is high in the next, and a
+    writer that writes only then (the frame datapath's ``s.ready``) loses nothing and
+    still fills the ring to within two words of ``w.ready``'s own limit."""
+    dut = BlockRamFifo(10, 61, pointer_counts=pointers)
+    rng = random.Random(7)
+    accepted: list[int] = []
+    out: list[int] = []
+    stats = {"ahead": 0, "ready": 0, "max_held": 0}
+
+    async def tb(ctx):
+        ahead = 0
+        for cycle in range(4000):
+            phase = (cycle // 400) % 4  # fill, drain, balanced, overfill
+            wv = ahead and rng.random() < (0.95, 0.2, 0.6, 1.0)[phase]
+            ctx.set(dut.w.valid, wv)
+            ctx.set(dut.w.payload, cycle % 1024)
+            ctx.set(dut.r.ready, rng.random() < (0.05, 0.95, 0.6, 0.02)[phase])
+            ready = ctx.get(dut.w.ready)
+            assert ready or not ahead, cycle
+            stats["ahead"] += ahead
+            stats["ready"] += ready
+            if wv:
+                accepted.append(cycle % 1024)
+            if ctx.get(dut.r.valid) and ctx.get(dut.r.ready):
+                out.append(ctx.get(dut.r.payload))
+            stats["max_held"] = max(stats["max_held"], len(accepted) - len(out))
+            ahead = ctx.get(dut.w_ready_ahead)
+            await ctx.tick()
+        ctx.set(dut.w.valid, 0)
+        ctx.set(dut.r.ready, 1)
+        for _ in range(200):
+            if ctx.get(dut.r.valid):
+                out.append(ctx.get(dut.r.payload))
+            await ctx.tick()
+
+    run_sim(dut, tb)
+    assert out == accepted
+    assert stats["ahead"] < stats["ready"] < 4000      # both fell while the ring was full
+    assert stats["max_held"] >= dut.capacity - 2
 
 
 def test_block_ram_fifo_counts_deep_rings_with_pointers():
