@@ -24,7 +24,7 @@ once per frame, and each beat's lanes are replaced where a patch matches.
 
 Pipeline::
 
-    rec, dec  two-word skid buffers: ``rec.ready`` and ``dec.ready`` are flip-flops
+    rec, dec  register pairs read alternately: ``rec.ready``, ``dec.ready`` flip-flops
     join  record (+ decision) taken from their heads while ``credit`` (a flip-flop) is high
     c1    registered; drop / rewrite decided
     c2    new address and port words added pairwise; L3 offset
@@ -32,16 +32,18 @@ Pipeline::
     c4    sums folded once; patch offsets
     c5    folded again; each patch's beat index and lane
     c6    the verdict: new checksums complemented, patches -> verdict queue (StreamFifo)
-    v2    the verdict of the frame whose beats pass (the head of a skid buffer behind
-          the queue), released with its last beat
-    read  a beat taken from the frame buffer (through a skid buffer) while the output
+    v2    the verdict of the frame whose beats pass (the head of a register pair
+          behind the queue), released with its last beat
+    read  a beat taken from the frame buffer (through a register pair) while the output
           queue has credit (``ocredit``, a flip-flop; a dropped frame needs none)
-    r     the beat registered with, per patch, the lanes it replaces in this beat
+    r     the beat registered with, per patch, whether it lands in this beat
+    h     the beat registered again with, per patch, the lanes it replaces in it (r
+          sits by the read logic, h by the lanes)
     p     per lane: replaced or not, and the value
     o     the output beat (the patched beat, or a challenge reply's) -> output queue
     m     the output queue (StreamFifo) drives ``m``
 
-c1..c6 and r, p, o are free-running, one carry chain or about two LUT levels per stage
+c1..c6 and r, h, p, o are free-running, one carry chain or about two LUT levels per stage
 (the first version added three words and folded twice in one stage: with the parser,
 the datapath made 94.7 MHz on ECP5; the beat stage then patched the lanes with five
 cascaded multiplexers behind a beat-index compare, and ``m.ready`` reached the frame
@@ -108,9 +110,9 @@ RECORD_LAYOUT = record_layout()
 DEST_LAYOUT = dest_layout()
 
 #: Cycles from a record (and decision) offered on ``rec`` (``dec``) to the first beat on
-#: ``m`` when the beats are there and ``m`` is ready: the skid buffer (1), c1..c6, the
-#: verdict queue (2), v2, r, p, o, the output queue (2).
-REWRITE_LATENCY = 15
+#: ``m`` when the beats are there and ``m`` is ready: the register pair (1), c1..c6, the
+#: verdict queue (2), v2, r, h, p, o, the output queue (2).
+REWRITE_LATENCY = 16
 
 _PATCHES = 5
 #: Verdicts the queue between the verdict pipeline and the beat stage holds.
@@ -119,27 +121,49 @@ _VQ_DEPTH = 17
 _OQ_DEPTH = 17
 
 
-def _skid(m: Module, src, shape, name: str) -> tuple:
-    """A two-word skid buffer taking ``src`` (a stream interface) with ``src.ready`` a
-    flip-flop (low only while both words are held), so the reader's decision never
-    reaches the queue behind it in the same cycle. Returns ``(valid, head, pop)``:
-    ``head`` is a register (the oldest word, valid while ``valid``) and the caller drives
-    ``pop`` (take the head; only while ``valid``). One word per cycle passes through."""
-    hv = Signal(name=f"{name}_hv")
-    tv = Signal(name=f"{name}_tv")
-    head = Signal(shape, name=f"{name}_head", reset_less=True)
-    tail = Signal(shape, name=f"{name}_tail", reset_less=True)
+def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=()) -> tuple:
+    """Two registers taking ``src`` (a stream interface) and read alternately, with
+    ``src.ready`` a flip-flop (low only while both hold a word), so the reader's
+    decision never reaches the queue behind it in the same cycle. Returns ``(valid,
+    head, pop)``: ``valid`` is a flip-flop, ``head`` (the oldest word, valid while
+    ``valid``) a 2:1 multiplexer per bit whose select is a flip-flop, and the caller
+    drives ``pop`` (take the head; only while ``valid``). One word per cycle passes.
+
+    ``pop`` reaches only the read selects and the two occupancy flags. (A skid buffer
+    whose head register refills when taken put ``pop`` on the enable of every head bit:
+    on ECP5 that fan-out made the join and the verdict pop the W = 8 datapath's critical
+    paths, 6.6-6.9 ns.) The free register takes the input in every cycle it is free,
+    whether or not a word is offered, so its enable is the occupancy alone. The fields
+    named in ``fast`` (those the reader decides on) are held in a pair of their own
+    whose pointers start at 1, not 0 (so yosys keeps them apart from the others'): their
+    read select drives those fields' multiplexers only (one select on a 127-bit verdict
+    was a 2.1 ns route)."""
+    fields = [f for f, _ in shape]
+    unknown = set(fast) - set(fields)
+    assert not unknown, unknown
+    hv = Signal(name=f"{name}_hv")      # holds a word
+    full = Signal(name=f"{name}_full")  # holds two
     pop = Signal(name=f"{name}_pop")
     push = Signal(name=f"{name}_push")
-    m.d.comb += [src.ready.eq(~tv), push.eq(src.valid & ~tv)]
-    # the tail takes the input whenever it is free (enable: a flip-flop) and is kept
-    # when the head is held and a word arrives; the head refills when taken or empty
-    with m.If(~tv):
-        m.d.sync += tail.eq(src.payload)
-    with m.If(pop | ~hv):
-        m.d.sync += [head.eq(Mux(tv, tail, src.payload)), hv.eq(tv | push), tv.eq(0)]
-    with m.Else():
-        m.d.sync += tv.eq(tv | push)
+    head = Signal(shape, name=f"{name}_head")
+    word = shape(src.payload)           # a view of the input (a queue's is plain bits)
+    m.d.comb += [src.ready.eq(~full), push.eq(src.valid & ~full)]
+    # words held: n + push - pop, as the two flags
+    m.d.sync += [hv.eq(full | push | (hv & ~pop)), full.eq(~pop & (full | (hv & push)))]
+    groups = [("", [f for f in fields if f not in fast], 0), ("_f", list(fast), 1)]
+    for suffix, names, init in groups:
+        if not names:
+            continue
+        wp = Signal(name=f"{name}{suffix}_wp", init=init)   # the free register (not full)
+        rp = Signal(name=f"{name}{suffix}_rp", init=init)   # the head
+        m.d.sync += [wp.eq(wp ^ push), rp.eq(rp ^ pop)]
+        slot = [Signal(data.StructLayout({f: shape[f].shape for f in names}),
+                       name=f"{name}{suffix}_s{k}", reset_less=True) for k in range(2)]
+        for k in range(2):
+            with m.If(~full & (wp == k)):
+                m.d.sync += [getattr(slot[k], f).eq(getattr(word, f)) for f in names]
+        m.d.comb += [getattr(head, f).eq(Mux(rp, getattr(slot[1], f), getattr(slot[0], f)))
+                     for f in names]
     return hv, head, pop
 
 
@@ -165,7 +189,7 @@ class Rewriter(wiring.Component):
     m : ``Out(stream.Signature(beat_layout(width)))``
         The frames out (``user`` is always 0).
     frame_done : ``Out(1)``
-        Pulses (a flip-flop) the cycle after a frame's last beat was read from the
+        Pulses (a flip-flop) two cycles after a frame's last beat was read from the
         buffer; ``frame_dropped`` and ``frame_rewritten`` say what became of it (for
         counters and credits).
     frame_dropped, frame_rewritten : ``Out(1)``
@@ -199,12 +223,16 @@ class Rewriter(wiring.Component):
         W = self._width
         lb = (W - 1).bit_length()            # log2 W
         nb = -(-HEADER_BYTES // W)           # beats that can hold a patch
-        patch_layout = data.StructLayout({"en": 1, "beat": range(nb + 1), "lane": W // 2,
-                                          "value": 16})
+        # a patch: where (`at`: whether it applies and its beat, what the beat read
+        # decides on) and what (`p`: the lanes and the value)
+        at_layout = data.StructLayout({"en": 1, "beat": range(nb + 1)})
+        patch_layout = data.StructLayout({"lane": W // 2, "value": 16})
         ch = self._challenge
         _VERDICT = data.StructLayout({"drop": 1, "rw": 1,
+                                      "at": data.ArrayLayout(at_layout, _PATCHES),
                                       "p": data.ArrayLayout(patch_layout, _PATCHES)}
-                                     | ({"ch": 1, "reply": CHALLENGE_LAYOUT} if ch else {}))
+                                     | ({"ch": 1, "tags": 2, "reply": CHALLENGE_LAYOUT}
+                                        if ch else {}))
 
         # ---- join: record and decision taken while the verdict queue has credit ---------
         # The verdict is computed in a free-running pipeline (one carry chain per stage)
@@ -215,8 +243,10 @@ class Rewriter(wiring.Component):
         m.submodules.verdict_queue = vq
         cap = vq.capacity
         credit = Signal(init=1)     # nothing is outstanding after reset
-        rec_valid, rec, rec_pop = _skid(m, self.rec, record_layout(ch), "rec")
-        dec_valid, dec, dec_pop = _skid(m, self.dec, dest_layout(ch), "dec")
+        rec_valid, rec, rec_pop = _pair(m, self.rec, record_layout(ch), "rec",
+                                          fast=("core", "drop"))
+        dec_valid, dec, dec_pop = _pair(m, self.dec, dest_layout(ch), "dec",
+                                          fast=("action",))
         go = Signal()
         go_q = Signal()
         pop_q = Signal()
@@ -227,9 +257,13 @@ class Rewriter(wiring.Component):
         ]
         # joined and not yet popped from the queue, counted from registered events (one
         # cycle late); credit: at most cap - 3 two cycles ago, so at most cap after this
-        # cycle's join (as the core's credits, hdl/core.py)
-        outstanding = up_down_thermometer(m, cap, go_q, pop_q, "verdicts")
-        m.d.sync += [go_q.eq(go), pop_q.eq(vq.r.valid & vq.r.ready),
+        # cycle's join (as the core's credits, hdl/core.py). The pops are registered
+        # twice: the queue's reader and the join sit apart on the die (a 4.3 ns route
+        # from `pop_q` into the count on ECP5); a pop counted late only makes the count
+        # larger.
+        pop_qq = Signal()
+        outstanding = up_down_thermometer(m, cap, go_q, pop_qq, "verdicts")
+        m.d.sync += [go_q.eq(go), pop_q.eq(vq.r.valid & vq.r.ready), pop_qq.eq(pop_q),
                      credit.eq(~outstanding[cap - 3])]
 
         # c1: the inputs registered (drop / rewrite decided)
@@ -306,15 +340,16 @@ class Rewriter(wiring.Component):
         c6 = Signal(_VERDICT, reset_less=True)
         m.d.sync += [c6_valid.eq(c5_valid), c6.drop.eq(c5.drop), c6.rw.eq(c5.rw)]
         for k in range(_PATCHES):
-            m.d.sync += [c6.p[k].en.eq(ens[k]), c6.p[k].beat.eq(c5_beat[k]),
+            m.d.sync += [c6.at[k].en.eq(ens[k]), c6.at[k].beat.eq(c5_beat[k]),
                          c6.p[k].lane.eq(c5_lane[k]), c6.p[k].value.eq(values[k])]
         m.d.comb += [vq.w.valid.eq(c6_valid), vq.w.payload.eq(c6)]
         if ch:
             self._challenge_verdict(m, go, rec, dec, nxt, c6)
 
-        # ---- v2: the verdict of the frame whose beats pass now: the head of a skid
-        # buffer behind the verdict queue, popped with the frame's last beat -------------
-        v2_valid, v2, v2_pop = _skid(m, vq.r, _VERDICT, "v2")
+        # ---- v2: the verdict of the frame whose beats pass now: the head of a register
+        # pair behind the verdict queue, popped with the frame's last beat ---------------
+        v2_valid, v2, v2_pop = _pair(m, vq.r, _VERDICT, "v2",
+                                  fast=("drop", "rw", "at") + (("ch", "tags") if ch else ()))
 
         # ---- read: beats taken from the buffer while the output queue has credit (a
         # dropped frame's beats need none); `ocredit` is a flip-flop, so `m.ready` has no
@@ -323,7 +358,7 @@ class Rewriter(wiring.Component):
         m.submodules.output_queue = oq
         ocap = oq.capacity
         ocredit = Signal(init=1)
-        b_valid, beat, b_pop = _skid(m, self.beats, beat_layout(W), "beat")
+        b_valid, beat, b_pop = _pair(m, self.beats, beat_layout(W), "beat", fast=("last",))
         ob = Signal(range(nb + 1))           # beat index in the frame, saturating at nb
         consume = Signal()
         done = Signal()
@@ -336,13 +371,19 @@ class Rewriter(wiring.Component):
         ]
         with m.If(consume):
             m.d.sync += ob.eq(Mux(beat.last, 0, Mux(ob == nb, nb, ob + 1)))
-        m.d.sync += [self.frame_done.eq(done), self.frame_dropped.eq(done & v2.drop),
-                     self.frame_rewritten.eq(done & v2.rw)]
+        # registered by the read, then once more to travel to the datapath's credit
+        # count and counters (one flip-flop by the read logic: a 2.5 ns route ended at
+        # `frame_done` placed by its loads)
+        outcome = [Signal(name=f"{n}_q") for n in ("done", "dropped", "rewritten")]
+        m.d.sync += [outcome[0].eq(done), outcome[1].eq(done & v2.drop),
+                     outcome[2].eq(done & v2.rw),
+                     self.frame_done.eq(outcome[0]), self.frame_dropped.eq(outcome[1]),
+                     self.frame_rewritten.eq(outcome[2])]
         if ch:
             past = Signal()     # beyond the reply's last beat: consumed, not sent
             m.d.comb += [
-                past.eq(Cat(*((v2.reply.tags == t) & (ob > (reply_length(t) - 1) // W)
-                              for t in range(3))).any() | (v2.reply.tags == 3)),
+                past.eq(Cat(*((v2.tags == t) & (ob > (reply_length(t) - 1) // W)
+                              for t in range(3))).any() | (v2.tags == 3)),
                 emit.eq(consume & ~v2.drop & ~(v2.ch & past)),
             ]
         else:
@@ -351,17 +392,31 @@ class Rewriter(wiring.Component):
         # r: the beat and, per patch, the lanes it replaces in this beat
         r_valid = Signal()      # = emit, registered: also the credit's "up" event
         r_beat = Signal(beat_layout(W), name="r_beat", reset_less=True)
-        r_sel = [Signal(W // 2, name=f"r_sel{k}", reset_less=True) for k in range(_PATCHES)]
+        # (the lanes are gated by `here` in h: gated here, the compare drove the reset
+        # pins of r_sel through a third LUT)
+        r_here = Signal(_PATCHES, name="r_here", reset_less=True)
+        r_lane = [Signal(W // 2, name=f"r_lane{k}", reset_less=True) for k in range(_PATCHES)]
         r_val = [Signal(16, name=f"r_val{k}", reset_less=True) for k in range(_PATCHES)]
         m.d.sync += [r_valid.eq(emit), r_beat.eq(beat)]
         for k in range(_PATCHES):
-            here = v2.p[k].en & (v2.p[k].beat == ob)
-            m.d.sync += [r_sel[k].eq(Mux(here, v2.p[k].lane, 0)), r_val[k].eq(v2.p[k].value)]
+            m.d.sync += [r_here[k].eq(v2.at[k].en & (v2.at[k].beat == ob)),
+                         r_lane[k].eq(v2.p[k].lane), r_val[k].eq(v2.p[k].value)]
         # outstanding: beats emitted and not yet taken from `m`, counted from registered
-        # events like the verdict credit above
-        pop_q = Signal()
-        out_n = up_down_thermometer(m, ocap, r_valid, pop_q, "out_beats")
-        m.d.sync += [pop_q.eq(oq.r.valid & oq.r.ready), ocredit.eq(~out_n[ocap - 3])]
+        # events like the verdict credit above (takes registered twice, as its pops)
+        otake_q = Signal()
+        otake_qq = Signal()
+        out_n = up_down_thermometer(m, ocap, r_valid, otake_qq, "out_beats")
+        m.d.sync += [otake_q.eq(oq.r.valid & oq.r.ready), otake_qq.eq(otake_q),
+                     ocredit.eq(~out_n[ocap - 3])]
+
+        # h: r registered once more (each patch's lanes where it lands in this beat), so
+        # r sits by the beat read and h travels to the lanes (r_sel, placed by the lanes
+        # it fed, ended a 2.8 ns route)
+        h_valid = nxt(r_valid, "h_valid")
+        h_beat = nxt(r_beat, "h_beat")
+        h_sel = [Signal(W // 2, name=f"h_sel{k}", reset_less=True) for k in range(_PATCHES)]
+        m.d.sync += [h_sel[k].eq(Mux(r_here[k], r_lane[k], 0)) for k in range(_PATCHES)]
+        h_val = [nxt(x, f"h_val{k}") for k, x in enumerate(r_val)]
 
         # p: per lane, whether a patch lands there and its value (patches never share a
         # lane of a beat)
@@ -369,12 +424,12 @@ class Rewriter(wiring.Component):
         p_beat = Signal(beat_layout(W), name="p_beat", reset_less=True)
         p_en = Signal(W // 2, name="p_en", reset_less=True)
         p_val = [Signal(16, name=f"p_val{j}", reset_less=True) for j in range(W // 2)]
-        m.d.sync += [p_valid.eq(r_valid), p_beat.eq(r_beat)]
+        m.d.sync += [p_valid.eq(h_valid), p_beat.eq(h_beat)]
         for j in range(W // 2):
             m.d.sync += [
-                p_en[j].eq(Cat(*(r_sel[k][j] for k in range(_PATCHES))).any()),
+                p_en[j].eq(Cat(*(h_sel[k][j] for k in range(_PATCHES))).any()),
                 p_val[j].eq(functools.reduce(operator.or_, (
-                    r_val[k] & r_sel[k][j].replicate(16) for k in range(_PATCHES)))),
+                    h_val[k] & h_sel[k][j].replicate(16) for k in range(_PATCHES)))),
             ]
         # o: the patched beat (or the reply's), into the output queue
         patched = Cat(*(Mux(p_en[j], Cat(p_val[j][8:], p_val[j][:8]),
@@ -388,12 +443,14 @@ class Rewriter(wiring.Component):
             r_reply = Signal(CHALLENGE_LAYOUT, name="r_reply", reset_less=True)
             r_index = Signal(8, name="r_index", reset_less=True)
             m.d.sync += [r_ch.eq(v2.ch), r_reply.eq(v2.reply), r_index.eq(ob)]
+            h_ch, h_reply, h_index = (nxt(r_ch, "h_ch"), nxt(r_reply, "h_reply"),
+                                      nxt(r_index, "h_index"))
             m.submodules.reply = reply = ChallengeBeats(W)
-            m.d.comb += [reply.fields.eq(r_reply), reply.index.eq(r_index),
-                         reply.beat_in.eq(r_beat.data)]
+            m.d.comb += [reply.fields.eq(h_reply), reply.index.eq(h_index),
+                         reply.beat_in.eq(h_beat.data)]
             p_ch = Signal(name="p_ch", reset_less=True)
             p_reply = Signal(beat_layout(W), name="p_reply", reset_less=True)
-            m.d.sync += [p_ch.eq(r_ch), p_reply.data.eq(reply.data),
+            m.d.sync += [p_ch.eq(h_ch), p_reply.data.eq(reply.data),
                          p_reply.keep.eq(reply.keep), p_reply.last.eq(reply.last)]
             m.d.sync += [o.data.eq(Mux(p_ch, p_reply.data, patched)),
                          o.keep.eq(Mux(p_ch, p_reply.keep, p_beat.keep)),
@@ -431,4 +488,5 @@ class Rewriter(wiring.Component):
         c5x = nxt(c4x, "c5_ch")
         c5_s = Signal(16, name="c5_ch_sum", reset_less=True)
         m.d.sync += c5_s.eq(c4_s[:16] + c4_s[16])
-        m.d.sync += [c6.ch.eq(c5x.ch), c6.reply.eq(c5x.f), c6.reply.tcp_csum.eq(~c5_s)]
+        m.d.sync += [c6.ch.eq(c5x.ch), c6.tags.eq(c5x.f.tags), c6.reply.eq(c5x.f),
+                     c6.reply.tcp_csum.eq(~c5_s)]
