@@ -14,10 +14,11 @@ record leaves per cycle, and the pipeline is free-running.
 
 Only the first :data:`HEADER_BYTES` bytes of a frame matter to the decision and the
 rewrite (two tags, a 60-byte IPv4 header, a TCP header up to its checksum). Each beat is
-registered (``q``) and written into its segment of a window register (the segment is
-decided as the beat arrives, so each segment's write enable is a flip-flop); non-last
-beats are counted. The cycle after a frame's last beat was registered (p0) the window
-holds the frame, and the stages copy what they need:
+registered twice (``q``, ``q2``) and written from ``q2`` into its segment of a window
+register (the segment is decided from ``q``, so each segment's write enable is a
+flip-flop computed from flip-flops); non-last beats are counted. Two cycles after a
+frame's last beat was registered (p0) the window holds the frame, and the stages copy
+what they need:
 
     p1   byte compares (TPID and IPv4 EtherType bytes); the last beat's byte count
     p2   TPID and EtherType flags; the length (beats * W + bytes); for each tag count,
@@ -70,9 +71,9 @@ __all__ = ["FrameParser", "beat_layout", "check_beat_width", "PARSE_LAYOUT", "pa
 HEADER_BYTES = 100
 #: Beat widths in bytes the datapath is built for.
 WIDTHS = (8, 16, 32, 64)
-#: Cycles from the transfer of a frame's last beat to its record's ``valid``: the input
-#: register, the window, p1..p13 and the output register.
-PARSE_LATENCY = 16
+#: Cycles from the transfer of a frame's last beat to its record's ``valid``: the two
+#: input registers, the window, p1..p13 and the output register.
+PARSE_LATENCY = 17
 
 _L3 = (14, 18, 22)      # IPv4 header offset for 0, 1, 2 tags
 _IP_FIELDS = 20         # IPv4 header bytes with fixed offsets (version .. destination)
@@ -178,6 +179,27 @@ class _Regs:
         return self.reg(name, s[:16] + s[16], 16)
 
 
+#: Copies of the window's write enables (each loads a quarter of a segment).
+_WEN_COPIES = 4
+
+
+def _copies(m: Module, expr, n: int, name: str) -> list[Signal]:
+    """``expr`` registered in ``n`` (at most 4) flip-flops that yosys does not merge:
+    they differ in reset class (reset or not) and power-on value, so one enable's
+    fan-out can be split. Only for values whose state at and right after a reset does
+    not matter (a window write then stores bytes no frame has claimed yet)."""
+    assert 1 <= n <= 4
+    expr = Value.cast(expr)
+    out = []
+    for k in range(n):
+        init = 0 if k < 2 else (1 << len(expr)) - 1
+        q = Signal(expr.shape(), name=f"{name}{'' if k == 0 else k}", init=init,
+                   reset_less=bool(k % 2))
+        m.d.sync += q.eq(expr)
+        out.append(q)
+    return out
+
+
 def _first_failing(checks: list) -> tuple:
     """``(any, reason)`` of a group of ``(flag, Reason)`` in priority order, as
     expressions (the reason of the first raised flag; don't care when none is)."""
@@ -245,43 +267,57 @@ class FrameParser(wiring.Component):
 
     # ---- capture -----------------------------------------------------------------------
     def _capture(self, m: Module) -> tuple:
-        """The input register, the window, the beat count: ``(v0, win, f_nb, f_keep,
-        f_err)``, valid in p0 (the cycle after a frame's last beat was registered)."""
+        """The input registers, the window, the beat count: ``(v0, win, f_nb, f_keep,
+        f_err)``, valid in p0 (two cycles after a frame's last beat was registered)."""
         W = self._width
         nb = -(-HEADER_BYTES // W)          # beats of the header window
         sat = -(-(self._max_frame + 1) // W)  # non-last beats that make any frame oversize
         q_valid = Signal()
         q = Signal(beat_layout(W), reset_less=True)
-        m.d.sync += [q_valid.eq(self.beat.valid), q.eq(self.beat.payload)]
+        q2 = Signal(8 * W, reset_less=True)
+        m.d.sync += [q_valid.eq(self.beat.valid), q.eq(self.beat.payload), q2.eq(q.data)]
 
-        # the window segment of each beat, decided as it arrives: `oh` (one-hot) is the
-        # segment of the beat on the input, `wen` the segment written from `q` (all zero
-        # past the window), so each segment's write enable is a flip-flop
+        # the window segment of each beat, decided from the input register: `oh`
+        # (one-hot) is the segment of the beat in `q`, `wen` the segment written from `q2`
+        # (all zero past the window), so each segment's write enable is a flip-flop
+        # computed from flip-flops -- in four copies, one per quarter of the segment (one
+        # enable on all 8 W bits of a segment was a 6.1 ns route on ECP5, the window bits
+        # sitting by their consumers; computed from the input's transfer, the enables
+        # were three LUT levels from `s.ready`, and later a 2.8 ns route from one shared
+        # "take" LUT)
         win = Signal(8 * W * nb, reset_less=True)
         oh = Signal(nb, init=1)
-        wen = Signal(nb)
-        with m.If(self.beat.valid):
-            m.d.sync += oh.eq(Mux(self.beat.payload.last, 1, oh << 1))
-        m.d.sync += wen.eq(Mux(self.beat.valid, oh, 0))
+        with m.If(q_valid):
+            m.d.sync += oh.eq(Mux(q.last, 1, oh << 1))
+        wens = _copies(m, Mux(q_valid, oh, 0), _WEN_COPIES, "wen")
+        quarter = 8 * W // _WEN_COPIES
         for b in range(nb):
-            with m.If(wen[b]):
-                m.d.sync += win[8 * W * b:8 * W * (b + 1)].eq(q.data)
+            for c, wen in enumerate(wens):
+                lo = 8 * W * b + quarter * c
+                with m.If(wen[b]):
+                    m.d.sync += win[lo:lo + quarter].eq(q2[quarter * c:quarter * (c + 1)])
         nbeats = Signal(range(sat + 1))     # non-last beats so far, saturating at sat
         nsat = Signal()
         err = Signal()
-        v0 = Signal()
-        f_nb = Signal(range(sat + 1), reset_less=True)
-        f_keep = Signal(W, reset_less=True)
-        f_err = Signal(reset_less=True)
-        m.d.sync += v0.eq(q_valid & q.last)
+        v_last = Signal()
+        l_nb = Signal(range(sat + 1), reset_less=True)
+        l_keep = Signal(W, reset_less=True)
+        l_err = Signal(reset_less=True)
+        m.d.sync += v_last.eq(q_valid & q.last)
         with m.If(q_valid):
             with m.If(q.last):
                 m.d.sync += [nbeats.eq(0), nsat.eq(0), err.eq(0),
-                             f_nb.eq(nbeats), f_keep.eq(q.keep), f_err.eq(err | q.user)]
+                             l_nb.eq(nbeats), l_keep.eq(q.keep), l_err.eq(err | q.user)]
             with m.Else():
                 m.d.sync += err.eq(err | q.user)
                 with m.If(~nsat):
                     m.d.sync += [nbeats.eq(nbeats + 1), nsat.eq(nbeats == sat - 1)]
+        # the last beat's facts wait a cycle for its window write
+        v0 = Signal()
+        f_nb = Signal.like(l_nb, name="f_nb")
+        f_keep = Signal.like(l_keep, name="f_keep")
+        f_err = Signal.like(l_err, name="f_err")
+        m.d.sync += [v0.eq(v_last), f_nb.eq(l_nb), f_keep.eq(l_keep), f_err.eq(l_err)]
         return v0, win, f_nb, f_keep, f_err
 
     def elaborate(self, platform) -> Module:
@@ -325,8 +361,11 @@ class FrameParser(wiring.Component):
         tp = {k: r.reg(f"p2_tpid{k}", Cat(*(word_is(k, t) for t in TPIDS)).any())
               for k in (12, 16, 20)}
         e4 = {k: r.reg(f"p2_ipv4_{k}", word_is(k, ETHERTYPE_IPV4)) for k in (12, 16, 20)}
-        p2_n = r.reg("p2_n", Cat(Const(0, lb), p1_nb) + p1_cnt)
-        nw = len(p2_n)
+        # the length in three copies: it feeds ten carry chains in p3 (one copy was a
+        # 2.9 ns route into them on ECP5)
+        n_expr = Cat(Const(0, lb), p1_nb) + p1_cnt
+        p2_ns = _copies(m, n_expr, 3, "p2_n")
+        nw = len(n_expr)
         p2_w = r.reg("p2_w", p1_w)
         # the L4 offset in 4-byte units, l4 = 34 + 4 * k, k = tags + IHL - 5, for each
         # tag count (p2) and selected (p3)
@@ -343,9 +382,10 @@ class FrameParser(wiring.Component):
         ipf = r.reg("p3_ipf", Mux(t1, Mux(tp[16], fb(p2_w, 22, _IP_FIELDS),
                                           fb(p2_w, 18, _IP_FIELDS)),
                                   fb(p2_w, 14, _IP_FIELDS)))
-        p3_over = r.reg("p3_over", p2_n > self._max_frame)
-        lt = {k: r.reg(f"p3_lt{k}", p2_n < k) for k in (14, 18, 22, 34, 38, 42)}
-        diff = {l3: r.reg(f"p3_n{l3}", p2_n - l3, nw) for l3 in _L3}
+        p3_over = r.reg("p3_over", p2_ns[0] > self._max_frame)
+        lt = {k: r.reg(f"p3_lt{k}", p2_ns[0 if k < 22 else 1] < k)
+              for k in (14, 18, 22, 34, 38, 42)}
+        diff = {l3: r.reg(f"p3_n{l3}", p2_ns[2] - l3, nw) for l3 in _L3}
         at_out("tags", p3_tags, 3)
         at_out("oversize", p3_over, 3)
 
