@@ -25,12 +25,15 @@ The core's control-plane read port (``rd`` / ``rdata``: activity bits, verified-
 words) is passed through for the aging scans. Without a ``[lifecycle]`` none of this
 exists and the Verilog is what it was.
 
-**Flow control.** ``s.ready`` is high while the frame buffer has room (its own
-registered ``w.ready``) and while fewer than ``frame_slots - 4`` frames are between
-their last input beat and the read of their last beat at the rewriter (a count of
-registered events, compared into a flip-flop; it is three cycles late, which the margin
-of 4 covers). That bound keeps both queues (``frame_slots`` records each)
-from overflowing whatever the core and ``m`` do. The parser itself never stalls.
+**Flow control.** ``s.ready``, a flip-flop, is high while the frame buffer has room
+(its ``w_ready_ahead``: a write in the next cycle finds its ``w.ready`` high) and while
+fewer than ``frame_slots - 4`` frames are between their last input beat and the read
+of their last beat at the rewriter: a count of registered events (a frame's end in is counted
+three cycles late), compared with ``frame_slots - 5`` two cycles before ``s.ready``
+applies it (the count moves by at most one a cycle, so that is no less strict than a
+compare with ``frame_slots - 4`` one cycle before). That bound keeps both queues
+(``frame_slots`` records each) from overflowing whatever the core and ``m`` do. The
+parser itself never stalls.
 
 **Sizes.** A frame's decision is ready ``decision_delay`` cycles after its last beat
 (parser, packet queue, core); to run at full rate the buffer must hold one frame of
@@ -49,7 +52,7 @@ the MAC saw); they are counted as ``oversize`` and ``rx_errors``.
 
 from collections.abc import Mapping, Sequence
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import ClockDomain, ClockSignal, Const, DomainRenamer, Module, ResetSignal, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -219,7 +222,20 @@ class FrameDatapath(wiring.Component):
         m = Module()
         W = self._width
         m.submodules.core = core = self.core
-        m.submodules.parser = parser = self.parser
+        # The parts around the core take the reset through a register of their own, in
+        # two copies (the parser, queues and this module; the frame buffer and the
+        # rewriter), so no reset net spans the die: one reset flip-flop on every reset
+        # pin was a 5.1 ns route on ECP5. They leave (and enter) a reset one cycle
+        # after the core, which then holds no frame. The copies differ in power-on value
+        # (which keeps yosys from merging them); both are high while `rst` was high in
+        # the cycle before.
+        for name, init in (("dp_in", 1), ("dp_out", 0)):
+            rst = Signal(name=f"rst_{name}", init=init, reset_less=True)
+            m.d.sync += rst.eq(ResetSignal())
+            cd = ClockDomain(name, local=True)
+            m.domains += cd
+            m.d.comb += [cd.clk.eq(ClockSignal()), cd.rst.eq(rst)]
+        m.submodules.parser = parser = DomainRenamer("dp_in")(self.parser)
         lc = self._cfg.lifecycle
         auth = lc.auth
         bl = beat_layout(W)
@@ -228,33 +244,39 @@ class FrameDatapath(wiring.Component):
         pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots)
         assert buf.capacity == self.buffer_beats and recq.capacity == self.frame_slots
         assert recq.latency == _QUEUE_LATENCY
-        m.submodules.frame_buffer = buf
-        m.submodules.record_queue = recq
-        m.submodules.packet_queue = pktq
-        m.submodules.rewriter = rw = Rewriter(W, challenge=auth)
+        m.submodules.frame_buffer = buf = DomainRenamer("dp_out")(buf)
+        m.submodules.record_queue = recq = DomainRenamer("dp_in")(recq)
+        m.submodules.packet_queue = pktq = DomainRenamer("dp_in")(pktq)
+        m.submodules.rewriter = rw = DomainRenamer("dp_out")(Rewriter(W, challenge=auth))
 
         # ---- input: credits for frames in flight; the buffer's own ready ---------------
         # Frames in flight, counted from registered events (a small counter; `room` is
         # its compare, registered): a frame's end in is seen three cycles late, so at most
-        # K - 5 + 3 frames are in flight when one more may start. (A thermometer code
+        # K - 6 + 3 + 1 frames are in flight when one more may start. (A thermometer code
         # here put both events on a fan-out of K flip-flops: 6.2 ns on ECP5.)
+        # `s.ready` is one flip-flop, the AND of two: the buffer's `w_ready_ahead` and
+        # the credit compare (as two flip-flops behind a LUT, `s.ready` and the transfer
+        # it gates reached the parser's window enables in three LUT levels and 6.3 ns on
+        # ECP5; with both compares in front of it, 6.6 ns)
         K = self.frame_slots
         inflight = Signal(range(K + 1))
-        room = Signal()
+        room = Signal()     # inflight < K - 5, one cycle ago: inflight < K - 4 now
+        ready = Signal(name="s_ready")
         take = Signal()
         take_last = Signal()
         take_last_q = Signal()
         m.d.comb += [
-            self.s.ready.eq(buf.w.ready & room),
-            take.eq(self.s.valid & self.s.ready),
+            self.s.ready.eq(ready),
+            take.eq(self.s.valid & ready),
             take_last.eq(take & self.s.payload.last),
         ]
         done = rw.frame_done       # a flip-flop
         with m.If(take_last_q & ~done):
-            m.d.sync += inflight.eq(inflight + 1)
+            m.d.dp_in += inflight.eq(inflight + 1)
         with m.Elif(done & ~take_last_q):
-            m.d.sync += inflight.eq(inflight - 1)
-        m.d.sync += [take_last_q.eq(take_last), room.eq(inflight < K - 4)]
+            m.d.dp_in += inflight.eq(inflight - 1)
+        m.d.dp_in += [take_last_q.eq(take_last), room.eq(inflight < K - 5),
+                     ready.eq(buf.w_ready_ahead & room)]
 
         # beats past max_beats of an oversize frame are not stored (its last one is);
         # `under` = bcount < max_beats, a flip-flop
@@ -262,11 +284,11 @@ class FrameDatapath(wiring.Component):
         under = Signal(init=1)
         with m.If(take):
             with m.If(self.s.payload.last):
-                m.d.sync += [bcount.eq(0), under.eq(1)]
+                m.d.dp_in += [bcount.eq(0), under.eq(1)]
             with m.Elif(under):
-                m.d.sync += [bcount.eq(bcount + 1), under.eq(bcount < self.max_beats - 1)]
+                m.d.dp_in += [bcount.eq(bcount + 1), under.eq(bcount < self.max_beats - 1)]
         m.d.comb += [
-            buf.w.valid.eq(self.s.valid & room & (self.s.payload.last | under)),
+            buf.w.valid.eq(take & (self.s.payload.last | under)),
             buf.w.payload.eq(self.s.payload),
             parser.beat.valid.eq(take),
             parser.beat.payload.eq(self.s.payload),
@@ -297,7 +319,7 @@ class FrameDatapath(wiring.Component):
         pkt_q = Signal(packet_layout(1, seq=auth), reset_less=True)
         rec_v = Signal()
         pkt_v = Signal()
-        m.d.sync += [rec_v.eq(parser.frame.valid), rec_q.eq(rec),
+        m.d.dp_in += [rec_v.eq(parser.frame.valid), rec_q.eq(rec),
                      pkt_v.eq(parser.frame.valid & ok), pkt_q.eq(pkt)]
         m.d.comb += [recq.w.valid.eq(rec_v), recq.w.payload.eq(rec_q),
                      pktq.w.valid.eq(pkt_v), pktq.w.payload.eq(pkt_q)]
@@ -334,18 +356,26 @@ class FrameDatapath(wiring.Component):
         wiring.connect(m, rw.m, wiring.flipped(self.m))
 
         # ---- frame counters (each event a flip-flop) ----------------------------------------
+        # taken from a register of the record's flags of their own, so the events share
+        # no logic with the queue writes (the shared "ok" LUT sent a 2.5 ns route from the
+        # queue side to an event on ECP5)
         fc = self.frame_counters
-        fv = parser.frame.valid
+        fv = Signal(name="ev_valid")
+        fr = Signal(data.StructLayout({"reason": len(f.reason), "rx_error": 1,
+                                       "oversize": 1}), name="ev_rec", reset_less=True)
+        m.d.dp_in += [fv.eq(parser.frame.valid), fr.reason.eq(f.reason),
+                      fr.rx_error.eq(f.rx_error), fr.oversize.eq(f.oversize)]
+        f = fr
         clean = fv & ~f.rx_error & ~f.oversize
 
         def event(name: str, cond) -> Signal:
             q = Signal(name=f"ev_{name}")
-            m.d.sync += q.eq(cond)
+            m.d.dp_in += q.eq(cond)
             return q
 
         for r in Reason:
             with m.If(event(r.key, clean & (f.reason == r))):
-                m.d.sync += fc.reasons[r].eq(fc.reasons[r] + 1)
+                m.d.dp_in += fc.reasons[r].eq(fc.reasons[r] + 1)
         events = {
             "rx_errors": event("rx_errors", fv & f.rx_error),
             "oversize": event("oversize", fv & f.oversize & ~f.rx_error),
@@ -356,5 +386,5 @@ class FrameDatapath(wiring.Component):
         for name, ev in events.items():
             c = getattr(fc, name)
             with m.If(ev):
-                m.d.sync += c.eq(c + 1)
+                m.d.dp_in += c.eq(c + 1)
         return m
