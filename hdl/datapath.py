@@ -239,7 +239,7 @@ class FrameDatapath(wiring.Component):
         lc = self._cfg.lifecycle
         auth = lc.auth
         bl = beat_layout(W)
-        buf = BlockRamFifo(bl.size, self.buffer_beats)
+        buf = BlockRamFifo(bl.size, self.buffer_beats, ready_ahead=True)
         recq = BlockRamFifo(record_layout(auth).size, self.frame_slots)
         pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots)
         assert buf.capacity == self.buffer_beats and recq.capacity == self.frame_slots

@@ -211,6 +211,8 @@ class BlockRamFifo(wiring.Component):
         Count with pointer differences (True) or thermometer codes (False); by default
         pointers for rings of more than :attr:`THERMOMETER_MAX` words. The two are
         cycle-for-cycle identical on the ports (``tests/test_hdl_fifo.py``).
+    ready_ahead : bool
+        Add ``w_ready_ahead`` (without it the Verilog is what it was).
 
     Members
     -------
@@ -219,10 +221,10 @@ class BlockRamFifo(wiring.Component):
     r : ``Out(stream.Signature(width))``
         Read side (the output queue).
     w_ready_ahead : ``Out(1)``
-        A flip-flop: high only if a write in the *next* cycle is sure to find ``w.ready``
-        high (the ring count ``w.ready`` will use, a cycle earlier, compared with one
-        word less), so a writer can fold it into a ready flip-flop of its own through
-        one LUT (the frame datapath's ``s.ready``).
+        Only with ``ready_ahead``. A flip-flop: high only if a write in the *next* cycle
+        is sure to find ``w.ready`` high (the ring count ``w.ready`` will use, a cycle
+        earlier, compared with one word less), so a writer can fold it into a ready
+        flip-flop of its own through one LUT (the frame datapath's ``s.ready``).
     """
 
     #: Cycles from the issue of a ring read to its word entering the output queue.
@@ -234,7 +236,8 @@ class BlockRamFifo(wiring.Component):
     #: datapath's critical path); pointer differences load an event with ~10 bits.
     THERMOMETER_MAX = 128
 
-    def __init__(self, width: int, depth: int, *, pointer_counts: bool | None = None):
+    def __init__(self, width: int, depth: int, *, pointer_counts: bool | None = None,
+                 ready_ahead: bool = False):
         check_size("width", width, 1)
         check_size("depth", depth, 2)
         self._width = width
@@ -242,11 +245,11 @@ class BlockRamFifo(wiring.Component):
         self._abits = (depth + 3).bit_length()  # ring of 2**abits >= depth + 4 words
         self._pointers = ((1 << self._abits) > self.THERMOMETER_MAX
                           if pointer_counts is None else bool(pointer_counts))
+        self._ahead = bool(ready_ahead)
         super().__init__({
             "w": In(stream.Signature(width)),
             "r": Out(stream.Signature(width)),
-            "w_ready_ahead": Out(1, init=1),
-        })
+        } | ({"w_ready_ahead": Out(1, init=1)} if self._ahead else {}))
 
     @staticmethod
     def capacity_for(depth: int) -> int:
@@ -356,8 +359,9 @@ class BlockRamFifo(wiring.Component):
         if self._pointers:
             # written and not yet issued up to two cycles ago: the pointers one cycle ago
             count = Signal(ab, name="count")
-            m.d.sync += [count.eq(wp - rp), ready.eq(count < n - 3),
-                         self.w_ready_ahead.eq(count < n - 4)]
+            m.d.sync += [count.eq(wp - rp), ready.eq(count < n - 3)]
+            if self._ahead:
+                m.d.sync += self.w_ready_ahead.eq(count < n - 4)
             return m
         wr_q = Signal()
         # `issue` one cycle ago, like `i_q`, but a flip-flop of its own: `i_q` already
@@ -368,8 +372,9 @@ class BlockRamFifo(wiring.Component):
         m.d.sync += i_cnt.eq(issue)
         # written and not yet issued up to two cycles ago
         count = up_down_thermometer(m, n, wr_q, i_cnt, "count")
-        m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4]),    # count < n - 3
-                     self.w_ready_ahead.eq(~count[n - 5])]          # count < n - 4
+        m.d.sync += [wr_q.eq(do_write), ready.eq(~count[n - 4])]    # count < n - 3
+        if self._ahead:
+            m.d.sync += self.w_ready_ahead.eq(~count[n - 5])         # count < n - 4
         return m
 
     @staticmethod

@@ -189,7 +189,7 @@ def test_block_ram_fifo_pointer_counts_equal_thermometer_counts(depth):
     the same decisions in every cycle: ``w.ready``, ``r.valid`` and ``r.payload`` agree
     under random traffic that also fills the ring and writes while it is full."""
     def trace(pointers: bool) -> list[tuple[int, int, int]]:
-        dut = BlockRamFifo(12, depth, pointer_counts=pointers)
+        dut = BlockRamFifo(12, depth, pointer_counts=pointers, ready_ahead=True)
         rng = random.Random(depth)
         seen: list[tuple[int, int, int]] = []
 
@@ -220,7 +220,7 @@ def test_block_ram_fifo_ready_ahead_foretells_ready(pointers):
     """``w_ready_ahead`` high in one cycle means ``w.ready`` is high in the next, and a
     writer that writes only then (the frame datapath's ``s.ready``) loses nothing and
     still fills the ring to within two words of ``w.ready``'s own limit."""
-    dut = BlockRamFifo(10, 61, pointer_counts=pointers)
+    dut = BlockRamFifo(10, 61, pointer_counts=pointers, ready_ahead=True)
     rng = random.Random(7)
     accepted: list[int] = []
     out: list[int] = []
