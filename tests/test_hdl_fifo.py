@@ -171,12 +171,7 @@ def test_block_ram_fifo_write_side_backs_off_when_full():
             if ctx.get(dut.w.ready):
                 accepted.append(c)
             await ctx.tick()
-        ctx.set(dut.w.valid, 0)
-        ctx.set(dut.r.ready, 1)
-        for _ in range(120):
-            if ctx.get(dut.r.valid):
-                out.append(ctx.get(dut.r.payload))
-            await ctx.tick()
+        await _drain(ctx, dut, out, 120)
 
     run_sim(dut, tb)
     assert dut.capacity <= len(accepted) < 80
@@ -245,12 +240,7 @@ def test_block_ram_fifo_ready_ahead_foretells_ready(pointers):
             stats["max_held"] = max(stats["max_held"], len(accepted) - len(out))
             ahead = ctx.get(dut.w_ready_ahead)
             await ctx.tick()
-        ctx.set(dut.w.valid, 0)
-        ctx.set(dut.r.ready, 1)
-        for _ in range(200):
-            if ctx.get(dut.r.valid):
-                out.append(ctx.get(dut.r.payload))
-            await ctx.tick()
+        await _drain(ctx, dut, out, 200)
 
     run_sim(dut, tb)
     assert out == accepted
