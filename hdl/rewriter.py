@@ -389,7 +389,7 @@ class Rewriter(wiring.Component):
         else:
             m.d.comb += emit.eq(consume & ~v2.drop)
 
-        # r: the beat and, per patch, the lanes it replaces in this beat
+        # r: the beat and, per patch, whether it lands in this beat (its lanes, its value)
         r_valid = Signal()      # = emit, registered: also the credit's "up" event
         r_beat = Signal(beat_layout(W), name="r_beat", reset_less=True)
         # (the lanes are gated by `here` in h: gated here, the compare drove the reset
