@@ -49,12 +49,17 @@ class TnaAuth:
     """The memories step 3b touches (the model's, plus auth_gen) and one pass."""
 
     def __init__(self, mem, sources: int):
+        self.reload(mem)
+        self.gen = [0] * sources
+
+    def reload(self, mem) -> None:
+        """The control plane's words read (again, after a whole rotate_auth); auth_gen is
+        the data plane's own and stays."""
         self.auth0 = [int(w) for w in mem["auth0"]]
         self.auth1 = [int(w) for w in mem["auth1"]]
         self.keys = [int(mem.read("auth_key", k)) for k in (0, 1)]   # table auth_key
         self.keys_first = list(self.keys)                             # auth_key_first
         self.epoch = int(mem.read("auth_epoch", 0))
-        self.gen = [0] * sources
 
     def run(self, pkt: Packet, slots: tuple[int, int, int], hdr: Carried | None):
         """One ingress pass of a TCP miss of an auth VIP: ("lb" | "verify" |
@@ -277,11 +282,7 @@ def test_interleaved_passes_decide_as_the_model(seed, n_clients):
                                     if unpack_auth(tna.auth1[i])[0]
                                     and unpack_auth(tna.auth1[i])[1] != tna.epoch)
                 cp.rotate_auth()
-                tna.auth0 = [int(w) for w in mem["auth0"]]
-                tna.auth1 = [int(w) for w in mem["auth1"]]
-                tna.keys = [int(mem.read("auth_key", k)) for k in (0, 1)]
-                tna.keys_first = list(tna.keys)
-                tna.epoch = int(mem.read("auth_epoch", 0))
+                tna.reload(mem)
                 flights[1] = flights[0]
                 epoch_written()
             else:
@@ -350,13 +351,6 @@ def test_a_rotation_between_an_rsts_first_and_final_pass():
                 check(pkt, outcome, extra)
                 return outcome, extra
 
-    def sync() -> None:
-        tna.auth0 = [int(w) for w in mem["auth0"]]
-        tna.auth1 = [int(w) for w in mem["auth1"]]
-        tna.keys = [int(mem.read("auth_key", k)) for k in (0, 1)]
-        tna.keys_first = list(tna.keys)
-        tna.epoch = int(mem.read("auth_epoch", 0))
-
     acks = {}
     for port in (1000, 1001):
         outcome, acks[port] = passes(packet(s, port, TCP_SYN, port))
@@ -383,7 +377,7 @@ def test_a_rotation_between_an_rsts_first_and_final_pass():
     assert passes(packet(s, 1001, TCP_RST, acks[1001])) == ("verify", None)
     assert unpack_auth(tna.auth1[i1]) == (True, old, tag_s)  # S in way 1
     cp.rotate_auth()                                          # clears, key, epoch
-    sync()
+    tna.reload(mem)
     assert tna.epoch == new and tna.keys[old] == flight["hdr"].key   # the RST's key held
     assert passes(packet(t, 1000, TCP_SYN, 3)) == ("lb", None)   # T's word: epoch new
     rst_pass()                                                # final pass: epoch moved
@@ -398,7 +392,7 @@ def test_a_rotation_between_an_rsts_first_and_final_pass():
                 getattr(tna, way)[i] = 0
     rst_pass()
     cp.rotate_auth()
-    sync()
+    tna.reload(mem)
     rst_pass()
     rst_pass()
     # decided at the final pass after the first rotation: key held, epoch moved
