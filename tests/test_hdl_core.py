@@ -12,7 +12,7 @@ from amaranth.hdl import ClockDomain, Module
 
 from hdl.core import L4LBCore
 from hdl.layouts import memory_map
-from model.config import load_config
+from model.config import clog2, load_config
 from model.layout import Action
 from model.pipeline import DECISION_FIELDS
 from model.vectors import Write, build_scenario
@@ -140,6 +140,24 @@ def test_core_small_scenario(small_cfg, small_scenario, backpressure):
         "drops": sum(d.action == Action.DROP for d in exp),
         "learn_drops": 0,
     }
+
+
+def test_core_ignores_writes_beyond_a_memory(small_cfg, small_scenario):
+    """Writes past a memory's depth (which its address bits alone would alias onto a
+    real entry) and to an unused memory id change nothing: the scenario after them
+    decides as the model."""
+    ops, exp = small_scenario
+    mm = memory_map(small_cfg.geometry)
+    addr_bits = max(info.addr_bits for info in mm.values())
+    junk = [("W", info.id, a, (1 << info.width) - 1) for info in mm.values()
+            for a in range(info.depth, min(info.depth + 3, 1 << addr_bits))]
+    assert junk, "every memory fills its address space: nothing to alias"
+    if len(mm) < 1 << clog2(len(mm)):                  # an id the mem field can hold
+        junk.append(("W", len(mm), 0, 1))
+    first_pkt = next(i for i, o in enumerate(ops) if o[0] == "P")   # after the images
+    got, _, _ = _drive(L4LBCore(small_cfg), ops[:first_pkt] + junk + ops[first_pkt:],
+                       len(exp))
+    _check(got, exp, ops)
 
 
 def test_core_narrow_counters(small_cfg, small_scenario):
