@@ -213,6 +213,10 @@ class BlockRamFifo(wiring.Component):
         cycle-for-cycle identical on the ports (``tests/test_hdl_fifo.py``).
     ready_ahead : bool
         Add ``w_ready_ahead`` (without it the Verilog is what it was).
+    checked : bool
+        Refuse writes while ``w.ready`` is low (the default). With ``False`` the writer
+        promises never to write then (as a writer gated by ``w_ready_ahead`` does), and
+        a write is ``w.valid`` alone, one LUT level less on the write pointer's enable.
 
     Members
     -------
@@ -237,7 +241,7 @@ class BlockRamFifo(wiring.Component):
     THERMOMETER_MAX = 128
 
     def __init__(self, width: int, depth: int, *, pointer_counts: bool | None = None,
-                 ready_ahead: bool = False):
+                 ready_ahead: bool = False, checked: bool = True):
         check_size("width", width, 1)
         check_size("depth", depth, 2)
         self._width = width
@@ -246,6 +250,7 @@ class BlockRamFifo(wiring.Component):
         self._pointers = ((1 << self._abits) > self.THERMOMETER_MAX
                           if pointer_counts is None else bool(pointer_counts))
         self._ahead = bool(ready_ahead)
+        self._checked = bool(checked)
         super().__init__({
             "w": In(stream.Signature(width)),
             "r": Out(stream.Signature(width)),
@@ -279,7 +284,8 @@ class BlockRamFifo(wiring.Component):
         wp = Signal(ab)
         do_write = Signal()
         ready = Signal(init=1)  # registered, see the class docstring
-        m.d.comb += [self.w.ready.eq(ready), do_write.eq(self.w.valid & ready)]
+        m.d.comb += [self.w.ready.eq(ready),
+                     do_write.eq(self.w.valid & ready if self._checked else self.w.valid)]
         with m.If(do_write):
             m.d.sync += wp.eq(wp + 1)
         w_en_q = Signal()
@@ -324,8 +330,12 @@ class BlockRamFifo(wiring.Component):
             # avail: readable words not yet issued, one cycle late (it counts the events
             # up to two cycles ago), as a thermometer: avail[k] = "more than k words"
             avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
-            # readable now = avail + s_q - i_q >= 1
-            readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
+            # readable in the next cycle = avail' + settle - issue >= 1, where avail' is
+            # the thermometer's next state (avail + s_q - i_q)
+            up, down = s_q & ~i_q, i_q & ~s_q
+            a0 = Mux(up, 1, Mux(down, avail[1], avail[0]))
+            a1 = Mux(up, avail[0], Mux(down, avail[2], avail[1]))
+            readable_next = a1 | (a0 & ~(issue & ~settle)) | (~a0 & settle & ~issue)
         # ---- the word read arrives _READ cycles after its issue
         arrives = [issue]
         for k in range(self._READ):
@@ -347,7 +357,13 @@ class BlockRamFifo(wiring.Component):
         pend = up_down_thermometer(m, qcap, arrives[k_up], pop_q, "pend")
         m.d.sync += [pop_q.eq(self.r.valid & self.r.ready),
                      room.eq(~pend[qcap - k_up - 2])]  # pend <= qcap - k_up - 2
-        m.d.comb += issue.eq(readable & room)
+        if self._pointers:
+            m.d.comb += issue.eq(readable & room)
+        else:
+            # `issue` is a flip-flop, decided a cycle ahead (`room` of the next cycle is
+            # the compare `room` registers): it moves `rp`, which sits by the block RAMs,
+            # and computed in its own cycle it reached `rp` over a 4.2 ns route on ECP5
+            m.d.sync += issue.eq(readable_next & ~pend[qcap - k_up - 2])
         with m.If(issue):
             m.d.sync += rp.eq(rp + 1)
 
