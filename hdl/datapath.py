@@ -222,31 +222,39 @@ class FrameDatapath(wiring.Component):
         m = Module()
         W = self._width
         m.submodules.core = core = self.core
-        # The parts around the core take the reset through a register of their own, in
-        # two copies (the parser, queues and this module; the frame buffer and the
-        # rewriter), so no reset net spans the die: one reset flip-flop on every reset
-        # pin was a 5.1 ns route on ECP5. They leave (and enter) a reset one cycle
-        # after the core, which then holds no frame. The copies differ in power-on value
-        # (which keeps yosys from merging them); both are high while `rst` was high in
-        # the cycle before.
-        for name, init in (("dp_in", 1), ("dp_out", 0)):
-            rst = Signal(name=f"rst_{name}", init=init, reset_less=True)
-            m.d.sync += rst.eq(ResetSignal())
-            cd = ClockDomain(name, local=True)
-            m.domains += cd
-            m.d.comb += [cd.clk.eq(ClockSignal()), cd.rst.eq(rst)]
+        # The parts around the core take the reset through a tree of registers, two
+        # levels and four leaves (the parser and the input logic; the record and packet
+        # queues; the frame buffer and the counters; the rewriter), so no reset net spans
+        # the die: one reset flip-flop on every reset pin was a 5.1 ns route on ECP5, one
+        # of two copies still 4.5 ns. They leave (and enter) a reset two cycles after the
+        # core, which then holds no frame. Copies with the same input differ in power-on
+        # value (which keeps yosys from merging them); all are high while `rst` was high
+        # two cycles before.
+        for top, init, leaves in (("a", 1, (("dp_in", 1), ("dp_q", 0))),
+                                  ("b", 0, (("dp_cnt", 1), ("dp_out", 0)))):
+            rst1 = Signal(name=f"rst_{top}", init=init, reset_less=True)
+            m.d.sync += rst1.eq(ResetSignal())
+            for name, init2 in leaves:
+                rst = Signal(name=f"rst_{name}", init=init2, reset_less=True)
+                m.d.sync += rst.eq(rst1)
+                cd = ClockDomain(name, local=True)
+                m.domains += cd
+                m.d.comb += [cd.clk.eq(ClockSignal()), cd.rst.eq(rst)]
         m.submodules.parser = parser = DomainRenamer("dp_in")(self.parser)
         lc = self._cfg.lifecycle
         auth = lc.auth
         bl = beat_layout(W)
-        buf = BlockRamFifo(bl.size, self.buffer_beats, ready_ahead=True)
-        recq = BlockRamFifo(record_layout(auth).size, self.frame_slots)
-        pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots)
+        # unchecked: `s.ready` is high only when the buffer's `w.ready` will be
+        buf = BlockRamFifo(bl.size, self.buffer_beats, ready_ahead=True, checked=False)
+        # unchecked (a write is the registered `valid` alone): the frame credit below
+        # keeps every queue's `w.ready` high
+        recq = BlockRamFifo(record_layout(auth).size, self.frame_slots, checked=False)
+        pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots, checked=False)
         assert buf.capacity == self.buffer_beats and recq.capacity == self.frame_slots
         assert recq.latency == _QUEUE_LATENCY
-        m.submodules.frame_buffer = buf = DomainRenamer("dp_out")(buf)
-        m.submodules.record_queue = recq = DomainRenamer("dp_in")(recq)
-        m.submodules.packet_queue = pktq = DomainRenamer("dp_in")(pktq)
+        m.submodules.frame_buffer = buf = DomainRenamer("dp_cnt")(buf)
+        m.submodules.record_queue = recq = DomainRenamer("dp_q")(recq)
+        m.submodules.packet_queue = pktq = DomainRenamer("dp_q")(pktq)
         m.submodules.rewriter = rw = DomainRenamer("dp_out")(Rewriter(W, challenge=auth))
 
         # ---- input: credits for frames in flight; the buffer's own ready ---------------
@@ -360,31 +368,38 @@ class FrameDatapath(wiring.Component):
         # no logic with the queue writes (the shared "ok" LUT sent a 2.5 ns route from the
         # queue side to an event on ECP5)
         fc = self.frame_counters
-        fv = Signal(name="ev_valid")
-        fr = Signal(data.StructLayout({"reason": len(f.reason), "rx_error": 1,
-                                       "oversize": 1}), name="ev_rec", reset_less=True)
-        m.d.dp_in += [fv.eq(parser.frame.valid), fr.reason.eq(f.reason),
-                      fr.rx_error.eq(f.rx_error), fr.oversize.eq(f.oversize)]
+        # The events come from the record's flags registered twice, so the placer can
+        # put one register by the parser and one by the counters (from one register, a
+        # 3.8 ns route into the event decode on ECP5); the counters lag a cycle more.
+        flags = data.StructLayout({"reason": len(f.reason), "rx_error": 1, "oversize": 1})
+        fv1, fv = Signal(name="ev_valid1"), Signal(name="ev_valid")
+        fr1 = Signal(flags, name="ev_rec1", reset_less=True)
+        fr = Signal(flags, name="ev_rec", reset_less=True)
+        m.d.dp_in += [fv1.eq(parser.frame.valid), fr1.reason.eq(f.reason),
+                      fr1.rx_error.eq(f.rx_error), fr1.oversize.eq(f.oversize)]
+        m.d.dp_cnt += [fv.eq(fv1), fr.eq(fr1)]
         f = fr
         clean = fv & ~f.rx_error & ~f.oversize
 
         def event(name: str, cond) -> Signal:
             q = Signal(name=f"ev_{name}")
-            m.d.dp_in += q.eq(cond)
+            m.d.dp_cnt += q.eq(cond)
             return q
 
         for r in Reason:
             with m.If(event(r.key, clean & (f.reason == r))):
-                m.d.dp_in += fc.reasons[r].eq(fc.reasons[r] + 1)
+                m.d.dp_cnt += fc.reasons[r].eq(fc.reasons[r] + 1)
         events = {
             "rx_errors": event("rx_errors", fv & f.rx_error),
             "oversize": event("oversize", fv & f.oversize & ~f.rx_error),
-            "frames_out": done & ~rw.frame_dropped,
-            "frames_dropped": rw.frame_dropped,
-            "frames_rewritten": rw.frame_rewritten,
+            # registered by the counters too (from the rewriter's flip-flops straight to
+            # the counters' enables, a 5.7 ns path on ECP5)
+            "frames_out": event("frames_out", done & ~rw.frame_dropped),
+            "frames_dropped": event("frames_dropped", rw.frame_dropped),
+            "frames_rewritten": event("frames_rewritten", rw.frame_rewritten),
         }
         for name, ev in events.items():
             c = getattr(fc, name)
             with m.If(ev):
-                m.d.dp_in += c.eq(c + 1)
+                m.d.dp_cnt += c.eq(c + 1)
         return m
