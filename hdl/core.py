@@ -100,7 +100,6 @@ from .core_network import NetworkStages
 from .fifo import BlockRamFifo, StreamFifo, up_down_thermometer
 from .hash_unit import HashUnit
 from .layouts import (
-    addr_below,
     counters_layout,
     decision_layout,
     learn_layout,
@@ -460,28 +459,22 @@ class L4LBCore(wiring.Component):
             take_pkt.eq(self.pkt.valid & self.pkt.ready),
         ]
         # The input register: both payloads are registered as they are (no enable, no
-        # multiplexer), with the two transfer flags; they are merged into the op of stage
-        # 0 in the next cycle. A write's target is decoded as it is registered (`wr_in`:
-        # this memory, and the address within its depth): decoded from `wr_q`, the
-        # address compare's carry chain drove the `wr_hit` bits of every memory of that
-        # depth, a 5.5 ns path in the W = 8 frame datapath on ECP5.
+        # multiplexer, so an input pin drives one flip-flop), with the two transfer flags;
+        # they are merged into the op of stage 0 in the next cycle.
         take_wr_q = Signal()
         take_pkt_q = Signal()
         wr_q = Signal.like(self.wr.payload, reset_less=True)
         pkt_q = Signal.like(self.pkt.payload, reset_less=True)
-        wr_in = Signal(len(mm), reset_less=True)
         m.d.sync += [take_wr_q.eq(take_wr), take_pkt_q.eq(take_pkt),
                      wr_q.eq(self.wr.payload), pkt_q.eq(self.pkt.payload)]
-        for info in mm.values():
-            m.d.sync += wr_in[info.id].eq((self.wr.payload.mem == info.id)
-                                          & addr_below(self.wr.payload.addr, info.depth))
         m.d.sync += [st[0].valid.eq(take_wr_q | take_pkt_q), st[0].is_wr.eq(take_wr_q)]
         with m.If(take_wr_q):
             m.d.sync += st[0].op.wr.eq(wr_q)
         with m.Else():
             m.d.sync += st[0].op.pkt.eq(pkt_q)
         for info in mm.values():
-            m.d.sync += st[0].wr_hit[info.id].eq(take_wr_q & wr_in[info.id])
+            m.d.sync += st[0].wr_hit[info.id].eq(take_wr_q & (wr_q.mem == info.id)
+                                                 & (wr_q.addr < info.depth))
         if life:
             life.accept_reads(m, self, st[0], credit, take_rd, take_wr_q, take_pkt_q, mm)
 

@@ -247,9 +247,11 @@ class FrameDatapath(wiring.Component):
         # unchecked: `s.ready` is high only when the buffer's `w.ready` will be
         buf = BlockRamFifo(bl.size, self.buffer_beats, ready_ahead=True, checked=False)
         # unchecked (a write is the registered `valid` alone): the frame credit below
-        # keeps every queue's `w.ready` high
-        recq = BlockRamFifo(record_layout(auth).size, self.frame_slots, checked=False)
-        pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots, checked=False)
+        # keeps every queue's `w.ready` high; the ring reads decided a cycle ahead
+        recq = BlockRamFifo(record_layout(auth).size, self.frame_slots, checked=False,
+                            issue_ahead=True)
+        pktq = BlockRamFifo(packet_layout(1, seq=auth).size, self.frame_slots,
+                            checked=False, issue_ahead=True)
         assert buf.capacity == self.buffer_beats and recq.capacity == self.frame_slots
         assert recq.latency == _QUEUE_LATENCY
         m.submodules.frame_buffer = buf = DomainRenamer("dp_cnt")(buf)

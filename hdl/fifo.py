@@ -213,6 +213,9 @@ class BlockRamFifo(wiring.Component):
         cycle-for-cycle identical on the ports (``tests/test_hdl_fifo.py``).
     ready_ahead : bool
         Add ``w_ready_ahead`` (without it the Verilog is what it was).
+    issue_ahead : bool
+        With thermometer counts only: decide the ring read a cycle ahead (``issue`` a
+        flip-flop; without it the Verilog is what it was).
     checked : bool
         Refuse writes while ``w.ready`` is low (the default). With ``False`` the writer
         promises never to write then (as a writer gated by ``w_ready_ahead`` does), and
@@ -241,7 +244,8 @@ class BlockRamFifo(wiring.Component):
     THERMOMETER_MAX = 128
 
     def __init__(self, width: int, depth: int, *, pointer_counts: bool | None = None,
-                 ready_ahead: bool = False, checked: bool = True):
+                 ready_ahead: bool = False, issue_ahead: bool = False,
+                 checked: bool = True):
         check_size("width", width, 1)
         check_size("depth", depth, 2)
         self._width = width
@@ -251,6 +255,7 @@ class BlockRamFifo(wiring.Component):
                           if pointer_counts is None else bool(pointer_counts))
         self._ahead = bool(ready_ahead)
         self._checked = bool(checked)
+        self._issue_ahead = bool(issue_ahead) and not self._pointers
         super().__init__({
             "w": In(stream.Signature(width)),
             "r": Out(stream.Signature(width)),
@@ -330,6 +335,8 @@ class BlockRamFifo(wiring.Component):
             # avail: readable words not yet issued, one cycle late (it counts the events
             # up to two cycles ago), as a thermometer: avail[k] = "more than k words"
             avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
+            # readable now = avail + s_q - i_q >= 1
+            readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
             # readable in the next cycle = avail' + settle - issue >= 1, where avail' is
             # the thermometer's next state (avail + s_q - i_q)
             up, down = s_q & ~i_q, i_q & ~s_q
@@ -357,13 +364,21 @@ class BlockRamFifo(wiring.Component):
         pend = up_down_thermometer(m, qcap, arrives[k_up], pop_q, "pend")
         m.d.sync += [pop_q.eq(self.r.valid & self.r.ready),
                      room.eq(~pend[qcap - k_up - 2])]  # pend <= qcap - k_up - 2
-        if self._pointers:
+        if not self._issue_ahead:
             m.d.comb += issue.eq(readable & room)
         else:
-            # `issue` is a flip-flop, decided a cycle ahead (`room` of the next cycle is
-            # the compare `room` registers): it moves `rp`, which sits by the block RAMs,
-            # and computed in its own cycle it reached `rp` over a 4.2 ns route on ECP5
-            m.d.sync += issue.eq(readable_next & ~pend[qcap - k_up - 2])
+            # `issue` is a flip-flop, decided a cycle ahead: it moves `rp`, which sits by
+            # the block RAMs (computed in its own cycle it reached `rp` over a 4.2 ns
+            # route in the frame datapath on ECP5). `room` of the next cycle is
+            # `room_ahead`, registered from the count's next state (from the count
+            # itself, a 4.3 ns route into `issue` in the core on ECP5).
+            K = qcap - k_up - 2
+            up, down = arrives[k_up] & ~pop_q, pop_q & ~arrives[k_up]
+            room_ahead = Signal(name="room_ahead", init=1)
+            m.d.sync += [
+                room_ahead.eq(~Mux(up, pend[K - 1], Mux(down, pend[K + 1], pend[K]))),
+                issue.eq(readable_next & room_ahead),
+            ]
         with m.If(issue):
             m.d.sync += rp.eq(rp + 1)
 

@@ -14,7 +14,6 @@ auth_epoch`` (those the config has), then with a ``[network]`` ``rev, route, por
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Const
 from amaranth.lib import data
 
 from model.config import Config, Geometry, clog2
@@ -86,15 +85,6 @@ def packet_layout(meta_width: int, seq: bool = False) -> data.StructLayout:
         return data.StructLayout({"key": KEY_LAYOUT, "tcp_flags": 8, "meta": meta_width,
                                   "seq": 32})
     return data.StructLayout({"key": KEY_LAYOUT, "tcp_flags": 8, "meta": meta_width})
-
-
-def addr_below(addr, depth: int):
-    """``addr < depth`` (a write or read within a memory): for a power of two, "no bit
-    at or above log2(depth) set", LUTs only, no carry chain."""
-    if depth & (depth - 1) == 0:
-        k = depth.bit_length() - 1
-        return ~addr[k:].any() if k < len(addr) else Const(1)
-    return addr < depth
 
 
 def write_layout(geo: Geometry, lifecycle: Lifecycle | None = None,

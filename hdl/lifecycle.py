@@ -34,7 +34,7 @@ from model.pipeline import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 from .auth import AuthHash, VerifiedSources
 from .bram import RAM_LATENCY, PipelinedRam, check_images
 from .fifo import BlockRamFifo, up_down_thermometer
-from .layouts import MemInfo, addr_below
+from .layouts import MemInfo
 from .siphash import HalfSipHash, sip_latency
 
 __all__ = ["ActivityBits", "LifecycleStages", "READABLE", "COOKIE_LENGTH", "readable"]
@@ -352,17 +352,14 @@ class LifecycleStages:
         m.d.comb += core.pkt.ready.eq(credit & ~core.wr.valid & ~core.rd.valid)
         take_rd_q = Signal()
         rd_q = Signal.like(core.rd.payload, reset_less=True)
-        rd_in = Signal(len(mm), reset_less=True)    # decoded as registered (as `wr_in`)
-        for info in mm.values():
-            m.d.sync += rd_in[info.id].eq((core.rd.payload.mem == info.id)
-                                          & addr_below(core.rd.payload.addr, info.depth))
         m.d.sync += [take_rd_q.eq(take_rd), rd_q.eq(core.rd.payload),
                      s0.valid.eq(take_wr_q | take_pkt_q | take_rd_q),
                      s0.is_wr.eq(take_wr_q | take_rd_q), s0.is_rd.eq(take_rd_q)]
         with m.If(take_rd_q):
             m.d.sync += [s0.op.wr.mem.eq(rd_q.mem), s0.op.wr.addr.eq(rd_q.addr)]
         for info in mm.values():
-            m.d.sync += s0.rd_hit[info.id].eq(take_rd_q & rd_in[info.id])
+            m.d.sync += s0.rd_hit[info.id].eq(take_rd_q & (rd_q.mem == info.id)
+                                              & (rd_q.addr < info.depth))
 
     def override_decision(self, m: Module, dec, slot) -> None:
         """CHALLENGE / VERIFY / UNVERIFIED: the VIP and (CHALLENGE) the cookie only, the

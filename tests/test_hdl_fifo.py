@@ -182,9 +182,12 @@ def test_block_ram_fifo_write_side_backs_off_when_full():
 def test_block_ram_fifo_pointer_counts_equal_thermometer_counts(depth):
     """Counting with pointer differences (deep rings) and with thermometer codes makes
     the same decisions in every cycle: ``w.ready``, ``r.valid`` and ``r.payload`` agree
-    under random traffic that also fills the ring and writes while it is full."""
-    def trace(pointers: bool) -> list[tuple[int, int, int]]:
-        dut = BlockRamFifo(12, depth, pointer_counts=pointers, ready_ahead=True)
+    under random traffic that also fills the ring and writes while it is full. So do
+    thermometer counts whose ring reads are decided a cycle ahead (``issue_ahead``)."""
+    def trace(pointers: bool, ahead: bool = False) -> list[tuple[int, int, int]]:
+        dut = BlockRamFifo(12, depth, pointer_counts=pointers, ready_ahead=True,
+                           issue_ahead=ahead)
+        assert dut._issue_ahead == ahead
         rng = random.Random(depth)
         seen: list[tuple[int, int, int]] = []
 
@@ -208,6 +211,7 @@ def test_block_ram_fifo_pointer_counts_equal_thermometer_counts(depth):
     assert sum(r for r, _, _, _ in thermometer) < len(thermometer)   # it was full at times
     assert sum(v for _, v, _, _ in thermometer) > 500
     assert pointers == thermometer
+    assert trace(False, ahead=True) == thermometer
 
 
 @pytest.mark.parametrize("pointers", [False, True])
