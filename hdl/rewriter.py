@@ -35,11 +35,10 @@ Pipeline::
     c4    sums folded once; patch offsets
     c5    folded again; each patch's beat index and lane
     c6    the verdict: new checksums complemented, patches -> verdict queue (StreamFifo)
-    v2    the verdict of the frame whose beats pass (the head of the second of two
-          register pairs behind the queue), released with its last beat
-    read  a beat taken from the frame buffer (through two register pairs) while the
-          output queue has credit (a dropped frame needs none): ``consume`` a flip-flop,
-          decided a cycle ahead as the join
+    v2    the verdict of the frame whose beats pass (the head of a register pair
+          behind the queue), released with its last beat
+    read  a beat taken from the frame buffer (through a register pair) while the output
+          queue has credit (``ocredit``, a flip-flop; a dropped frame needs none)
     r     the beat registered with, per patch, whether it lands in this beat
     h     the beat registered again with, per patch, the lanes it replaces in it (r
           sits by the read logic, h by the lanes)
@@ -53,8 +52,8 @@ the datapath made 94.7 MHz on ECP5; the beat stage then patched the lanes with f
 cascaded multiplexers behind a beat-index compare, and ``m.ready`` reached the frame
 buffer, the verdict queue and the record queue through the read handshake). The
 verdict credit bounds the verdicts joined and not yet taken by v2 by the verdict
-queue's capacity, the output credit the beats read and not yet taken from ``m`` by the
-output queue's, both from registered events (as the core's credits), so ``m.ready`` has no
+queue's capacity, ``ocredit`` the beats read and not yet taken from ``m`` by the output
+queue's, both from registered events (as the core's credits), so ``m.ready`` has no
 combinational path into ``beats.ready``, ``rec.ready`` or ``dec.ready``, and no queue
 ever refuses a word.
 
@@ -116,9 +115,8 @@ DEST_LAYOUT = dest_layout()
 
 #: Cycles from a record (and decision) offered on ``rec`` (``dec``) to the first beat on
 #: ``m`` when the beats are there and ``m`` is ready: the two register pairs (2), c1..c6,
-#: the verdict queue (2), the two register pairs behind it (v2_in, v2), r, h, p, o, the
-#: output queue (2).
-REWRITE_LATENCY = 18
+#: the verdict queue (2), v2, r, h, p, o, the output queue (2).
+REWRITE_LATENCY = 17
 
 _PATCHES = 5
 #: Verdicts the queue between the verdict pipeline and the beat stage holds.
@@ -222,62 +220,29 @@ def _join_ahead(m: Module, rec_valid, rec_core, dec_valid, credit_next) -> tuple
     put its logic between the two, 6.7 ns; from the queues' ``valid``, 6.3 ns.)"""
     go = Signal(name="join_go")
     dpop = Signal(name="join_dpop")     # = go & hc
-    rv, rf, rv_n = _flags_ahead(m, rec_valid, go, "join_r")
-    dv, df, dv_n = _flags_ahead(m, dec_valid, dpop, "join_d")
-    hc, hc_n = _head_bit_ahead(m, rec_core, rv, rf, go, "join_core")
+    rv = Signal(name="join_rv")         # rec holds a record
+    rf = Signal(name="join_rf")         # rec holds two
+    dv = Signal(name="join_dv")         # dec holds a decision
+    df = Signal(name="join_df")         # dec holds two
+    hc = Signal(name="join_hc", reset_less=True)  # the head record's core bit (rv)
+    sc = Signal(name="join_sc", reset_less=True)  # the second record's (rf)
+    rv_n, rf_n, dv_n, df_n, hc_n = (Signal(name=f"join_{n}_next")
+                                    for n in ("rv", "rf", "dv", "df", "hc"))
+    # a pair's words: n + push - pop, as two flags (push = valid & ~full)
+    m.d.comb += [
+        rv_n.eq(rf | rec_valid | (rv & ~go)),
+        rf_n.eq(~go & (rf | (rv & rec_valid))),
+        dv_n.eq(df | dec_valid | (dv & ~dpop)),
+        df_n.eq(~dpop & (df | (dv & dec_valid))),
+        # a pop moves the second record (or the one arriving) to the head
+        hc_n.eq(Mux(go, Mux(rf, sc, rec_core), Mux(rv, hc, rec_core))),
+    ]
     go_n = credit_next & rv_n & (~hc_n | dv_n)
-    m.d.sync += [go.eq(go_n), dpop.eq(go_n & hc_n)]
+    m.d.sync += [rv.eq(rv_n), rf.eq(rf_n), dv.eq(dv_n), df.eq(df_n), hc.eq(hc_n),
+                 go.eq(go_n), dpop.eq(go_n & hc_n)]
+    with m.If(~rf):
+        m.d.sync += sc.eq(rec_core)
     return go, dpop, hc
-
-
-def _flags_ahead(m: Module, valid, pop, name: str) -> tuple:
-    """Copies of a register pair's two flags (:func:`_pair`: holds a word, holds two),
-    fed by the pair's input ``valid`` and ``pop``. Returns ``(hv, full, hv_next)``."""
-    hv = Signal(name=f"{name}_hv")
-    full = Signal(name=f"{name}_full")
-    hv_n = Signal(name=f"{name}_hv_next")
-    # words held: n + push - pop, as two flags (push = valid & ~full)
-    m.d.comb += hv_n.eq(full | valid | (hv & ~pop))
-    m.d.sync += [hv.eq(hv_n), full.eq(~pop & (full | (hv & valid)))]
-    return hv, full, hv_n
-
-
-def _head_bit_ahead(m: Module, bit_in, hv, full, pop, name: str) -> tuple:
-    """One bit of a register pair's head word, followed a cycle ahead: the head's
-    (valid while ``hv``) and, kept beside it, the second word's (while ``full``); a pop
-    moves the second word (or the one arriving, ``bit_in``) to the head. ``hv``,
-    ``full`` are the pair's flags (copies from :func:`_flags_ahead`). Returns
-    ``(head, head_next)``."""
-    head = Signal(name=f"{name}_h", reset_less=True)
-    second = Signal(name=f"{name}_s", reset_less=True)
-    head_n = Signal(name=f"{name}_h_next")
-    m.d.comb += head_n.eq(Mux(pop, Mux(full, second, bit_in), Mux(hv, head, bit_in)))
-    m.d.sync += head.eq(head_n)
-    with m.If(~full):
-        m.d.sync += second.eq(bit_in)
-    return head, head_n
-
-
-def _read_ahead(m: Module, beat_valid, beat_last, v_valid, v_drop, ocredit_next) -> tuple:
-    """The beat read, decided a cycle ahead as :func:`_join_ahead` decides the join:
-    a beat (from the ``beat`` pair) is consumed with its frame's verdict (the head of
-    the ``v2`` pair) while the output queue has credit or the frame is dropped, and the
-    verdict is popped with the frame's last beat. Returns ``(consume, done, last,
-    drop)``, flip-flops: ``done`` = consume & last, ``last`` the head beat's ``last``
-    bit, ``drop`` the head verdict's ``drop`` bit. ``beat_valid``, ``v_valid`` are the
-    pairs' input ``valid`` (copies), ``beat_last``, ``v_drop`` the bits offered,
-    ``ocredit_next`` the output credit of the next cycle. (Decided in its own cycle,
-    the verdict's ``drop`` -> ``consume`` -> the ``v2`` pair's flags was 3 LUT levels
-    and 6.1 ns on ECP5, the W = 8 datapath's worst path.)"""
-    consume = Signal(name="read_consume")
-    done = Signal(name="read_done")
-    bv, bf, bv_n = _flags_ahead(m, beat_valid, consume, "read_b")
-    vv, vf, vv_n = _flags_ahead(m, v_valid, done, "read_v")
-    last, last_n = _head_bit_ahead(m, beat_last, bv, bf, consume, "read_last")
-    drop, drop_n = _head_bit_ahead(m, v_drop, vv, vf, done, "read_drop")
-    consume_n = bv_n & vv_n & (drop_n | ocredit_next)
-    m.d.sync += [consume.eq(consume_n), done.eq(consume_n & last_n)]
-    return consume, done, last, drop
 
 
 class Rewriter(wiring.Component):
@@ -362,8 +327,8 @@ class Rewriter(wiring.Component):
         rec_in, rec_in_valid = _stage(m, self.rec, record_layout(ch), "rec_in",
                                       fast=("core",))
         dec_in, dec_in_valid = _stage(m, self.dec, dest_layout(ch), "dec_in")
-        rec_valid, rec, rec_pop = _pair(m, rec_in, record_layout(ch), "rec", fast=("drop",))
-        dec_valid, dec, dec_pop = _pair(m, dec_in, dest_layout(ch), "dec", fast=("action",))
+        _, rec, rec_pop = _pair(m, rec_in, record_layout(ch), "rec", fast=("drop",))
+        _, dec, dec_pop = _pair(m, dec_in, dest_layout(ch), "dec", fast=("action",))
         credit_next = Signal()
         go, dpop, hc = _join_ahead(m, rec_in_valid, record_layout(ch)(rec_in.payload).core,
                                    dec_in_valid, credit_next)
@@ -469,35 +434,34 @@ class Rewriter(wiring.Component):
 
         # ---- v2: the verdict of the frame whose beats pass now: the head of a register
         # pair behind the verdict queue, popped with the frame's last beat ---------------
-        # (through a register pair first, `v2_in`, as the join's inputs: the read below is
-        # decided a cycle ahead from the `valid` and `drop` arriving at `v2`)
-        v2_in, v2_in_valid = _stage(m, vq.r, _VERDICT, "v2_in", fast=("drop",))
-        v2_valid, v2, v2_pop = _pair(m, v2_in, _VERDICT, "v2",
+        v2_valid, v2, v2_pop = _pair(m, vq.r, _VERDICT, "v2",
                                   fast=("drop", "rw", "at") + (("ch", "tags") if ch else ()))
 
         # ---- read: beats taken from the buffer while the output queue has credit (a
-        # dropped frame's beats need none); the credit is a flip-flop, so `m.ready` has no
+        # dropped frame's beats need none); `ocredit` is a flip-flop, so `m.ready` has no
         # combinational path into the frame buffer or the verdicts ------------------------
         oq = StreamFifo(beat_layout(W).size, _OQ_DEPTH, checked=False)
         m.submodules.output_queue = oq
         ocap = oq.capacity
-        ocredit_next = Signal()
-        beat_in, beat_in_valid = _stage(m, self.beats, beat_layout(W), "beat_in",
-                                        fast=("last",))
-        b_valid, beat, b_pop = _pair(m, beat_in, beat_layout(W), "beat")
+        ocredit = Signal(init=1)
+        b_valid, beat, b_pop = _pair(m, self.beats, beat_layout(W), "beat", fast=("last",))
         ob = Signal(range(nb + 1))           # beat index in the frame, saturating at nb
+        consume = Signal()
+        done = Signal()
         emit = Signal()
-        consume, done, last, drop = _read_ahead(
-            m, beat_in_valid, beat_layout(W)(beat_in.payload).last, v2_in_valid,
-            _VERDICT(v2_in.payload).drop, ocredit_next)
-        m.d.comb += [b_pop.eq(consume), v2_pop.eq(done)]
+        m.d.comb += [
+            consume.eq(b_valid & v2_valid & (v2.drop | ocredit)),
+            b_pop.eq(consume),
+            done.eq(consume & beat.last),
+            v2_pop.eq(done),
+        ]
         with m.If(consume):
-            m.d.sync += ob.eq(Mux(last, 0, Mux(ob == nb, nb, ob + 1)))
+            m.d.sync += ob.eq(Mux(beat.last, 0, Mux(ob == nb, nb, ob + 1)))
         # registered by the read, then once more to travel to the datapath's credit
         # count and counters (one flip-flop by the read logic: a 2.5 ns route ended at
         # `frame_done` placed by its loads)
         outcome = [Signal(name=f"{n}_q") for n in ("done", "dropped", "rewritten")]
-        m.d.sync += [outcome[0].eq(done), outcome[1].eq(done & drop),
+        m.d.sync += [outcome[0].eq(done), outcome[1].eq(done & v2.drop),
                      outcome[2].eq(done & v2.rw),
                      self.frame_done.eq(outcome[0]), self.frame_dropped.eq(outcome[1]),
                      self.frame_rewritten.eq(outcome[2])]
@@ -506,10 +470,10 @@ class Rewriter(wiring.Component):
             m.d.comb += [
                 past.eq(Cat(*((v2.tags == t) & (ob > (reply_length(t) - 1) // W)
                               for t in range(3))).any() | (v2.tags == 3)),
-                emit.eq(consume & ~drop & ~(v2.ch & past)),
+                emit.eq(consume & ~v2.drop & ~(v2.ch & past)),
             ]
         else:
-            m.d.comb += emit.eq(consume & ~drop)
+            m.d.comb += emit.eq(consume & ~v2.drop)
 
         # r: the beat and, per patch, whether it lands in this beat (its lanes, its value)
         r_valid = Signal()      # = emit, registered: also the credit's "up" event
@@ -528,10 +492,8 @@ class Rewriter(wiring.Component):
         otake_q = Signal()
         otake_qq = Signal()
         out_n = up_down_thermometer(m, ocap, r_valid, otake_qq, "out_beats")
-        m.d.sync += [otake_q.eq(oq.r.valid & oq.r.ready), otake_qq.eq(otake_q)]
-        # the credit of the next cycle: at most ocap - 3 outstanding now (one cycle
-        # late, as the verdict credit)
-        m.d.comb += ocredit_next.eq(~out_n[ocap - 3])
+        m.d.sync += [otake_q.eq(oq.r.valid & oq.r.ready), otake_qq.eq(otake_q),
+                     ocredit.eq(~out_n[ocap - 3])]
 
         # h: r registered once more (each patch's lanes where it lands in this beat), so
         # r sits by the beat read and h travels to the lanes (r_sel, placed by the lanes
@@ -583,12 +545,6 @@ class Rewriter(wiring.Component):
             m.d.sync += [o.data.eq(patched), o.keep.eq(p_beat.keep), o.last.eq(p_beat.last)]
         m.d.comb += [oq.w.valid.eq(o_valid), oq.w.payload.eq(o)]
         wiring.connect(m, oq.r, wiring.flipped(self.m))
-        # for tests: the decisions taken a cycle ahead and what they equal in their own
-        # cycle (tests/test_hdl_rewriter.py); no logic
-        self._probes = {"go": go, "rec_valid": rec_valid, "rec_core": rec.core,
-                        "dec_valid": dec_valid, "verdicts": outstanding, "cap": cap,
-                        "consume": consume, "beat_valid": b_valid, "v2_valid": v2_valid,
-                        "v2_drop": v2.drop, "out_beats": out_n, "ocap": ocap}
         return m
 
     def _challenge_verdict(self, m: Module, go, rec, dec, nxt, c6) -> None:
