@@ -327,8 +327,8 @@ class Rewriter(wiring.Component):
         rec_in, rec_in_valid = _stage(m, self.rec, record_layout(ch), "rec_in",
                                       fast=("core",))
         dec_in, dec_in_valid = _stage(m, self.dec, dest_layout(ch), "dec_in")
-        _, rec, rec_pop = _pair(m, rec_in, record_layout(ch), "rec", fast=("drop",))
-        _, dec, dec_pop = _pair(m, dec_in, dest_layout(ch), "dec", fast=("action",))
+        rec_valid, rec, rec_pop = _pair(m, rec_in, record_layout(ch), "rec", fast=("drop",))
+        dec_valid, dec, dec_pop = _pair(m, dec_in, dest_layout(ch), "dec", fast=("action",))
         credit_next = Signal()
         go, dpop, hc = _join_ahead(m, rec_in_valid, record_layout(ch)(rec_in.payload).core,
                                    dec_in_valid, credit_next)
@@ -545,6 +545,10 @@ class Rewriter(wiring.Component):
             m.d.sync += [o.data.eq(patched), o.keep.eq(p_beat.keep), o.last.eq(p_beat.last)]
         m.d.comb += [oq.w.valid.eq(o_valid), oq.w.payload.eq(o)]
         wiring.connect(m, oq.r, wiring.flipped(self.m))
+        # for tests: the join taken a cycle ahead and what it equals in its own cycle
+        # (tests/test_hdl_rewriter.py); no logic
+        self._probes = {"go": go, "rec_valid": rec_valid, "rec_core": rec.core,
+                        "dec_valid": dec_valid, "verdicts": outstanding, "cap": cap}
         return m
 
     def _challenge_verdict(self, m: Module, go, rec, dec, nxt, c6) -> None:

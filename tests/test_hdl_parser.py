@@ -9,7 +9,7 @@ import random
 import pytest
 
 from hdl.parser import PARSE_LATENCY, FrameParser, beat_layout
-from l4lb.framegen import MALFORMED, build_frame, frame_mix, fuzz_frame, malform
+from l4lb.framegen import MALFORMED, _fix, build_frame, frame_mix, fuzz_frame, malform
 from model.frame import challenge_frame
 from model.parse import PROTO_TCP, Reason, parse_frame
 from model.pipeline import Packet
@@ -136,6 +136,25 @@ def test_priority_cases():
     for width in (8, 64):
         recs, _ = run_parser(frames, width)
         check_against_model(frames, recs)
+
+
+def test_total_length_with_high_bits_set():
+    """An IPv4 total length whose low bits fit the frame but whose high bits (above the
+    width of the parser's byte count) do not: BAD_TOTAL_LENGTH, as the model says."""
+    rng = random.Random(9)
+    frames = []
+    for p in _packets(rng, 20):
+        b = bytearray(build_frame(rng, p, tags=rng.randrange(3), payload=40))
+        l3 = parse_frame(bytes(b)).l3
+        t = (1 << rng.randrange(11, 16)) | rng.randrange(20, len(b) - l3 + 1)
+        b[l3 + 2:l3 + 4] = t.to_bytes(2, "big")
+        _fix(b, l3)
+        frames.append(bytes(b))
+    seen = {}
+    for width in (8, 64):
+        recs, _ = run_parser(frames, width)
+        seen = check_against_model(frames, recs)
+    assert seen[Reason.BAD_TOTAL_LENGTH] == len(frames), seen
 
 
 @pytest.mark.parametrize("width", [8, 64])

@@ -62,8 +62,11 @@ def udp_to_ffff(rng: random.Random, pkt: Packet, dip: int, port: int) -> bytes:
 
 
 def run(frames: list[bytes], recs: list[dict], decs: list[dict | None], width: int,
-        ready=None, dec_delay: int = 0, challenge: bool = False
+        ready=None, dec_delay: int = 0, challenge: bool = False, ahead: dict | None = None
         ) -> tuple[list[bytes], list[int]]:
+    """Drive the rewriter and collect its output frames and first-beat cycles. With
+    ``ahead`` (a dict, filled with counts), check in every cycle that the join, decided
+    a cycle ahead, equals its definition in its own cycle."""
     dut = Rewriter(width, challenge=challenge)
     ready = ready or itertools.repeat(1)
     beats = [b for f in frames for b in beats_of(f, width)]
@@ -91,6 +94,8 @@ def run(frames: list[bytes], recs: list[dict], decs: list[dict | None], width: i
             r = next(ready)
             ctx.set(dut.m.ready, r)
             await ctx.delay(1e-9)
+            if ahead is not None:
+                _check_ahead(ctx, dut._probes, ahead)
             bi += ctx.get(dut.beats.valid) and ctx.get(dut.beats.ready)
             ri += ctx.get(dut.rec.valid) and ctx.get(dut.rec.ready)
             di += ctx.get(dut.dec.valid) and ctx.get(dut.dec.ready)
@@ -108,6 +113,19 @@ def run(frames: list[bytes], recs: list[dict], decs: list[dict | None], width: i
 
     run_sim(dut, tb)
     return out, firsts
+
+
+def _check_ahead(ctx, p: dict, counts: dict) -> None:
+    """``go`` = verdict credit & a record & (its decision, if it went through the
+    core), the credit being "at most capacity - 3 outstanding" one cycle before."""
+    g = lambda k: ctx.get(p[k])  # noqa: E731
+    if "verdicts" in counts:
+        credit = not counts["verdicts"] >> (p["cap"] - 3) & 1
+        go = credit and g("rec_valid") and (not g("rec_core") or g("dec_valid"))
+        assert g("go") == go, counts
+        counts["go"] = counts.get("go", 0) + go
+        counts["waited"] = counts.get("waited", 0) + (g("rec_valid") and not go)
+    counts["verdicts"] = g("verdicts")
 
 
 @pytest.mark.parametrize("width", [8, 16, 32, 64])
@@ -134,9 +152,13 @@ def test_rewrite_matches_the_model(width):
         elif kind == "forward":
             want.append(f)
     assert any(w != f for w, f in zip(want, frames, strict=False))
+    ahead: dict = {}
     got, _ = run(frames, recs, decs, width, ready=itertools.cycle([1, 1, 0, 1, 0, 0, 1]),
-                 dec_delay=3)
+                 dec_delay=3, ahead=ahead)
     assert got == want
+    # the join taken a cycle ahead was checked in every cycle, and records waited (for
+    # a late decision or for credit) as well as went
+    assert ahead["go"] == len(frames) and ahead["waited"] > 0
     ffff = [w for w, f in zip(want, frames, strict=False) if parse_frame(w).packet.proto == 17
             and w[parse_frame(w).l4 + 6:parse_frame(w).l4 + 8] == b"\xff\xff"]
     assert ffff, "no UDP checksum was sent as 0xFFFF"
