@@ -337,12 +337,6 @@ class BlockRamFifo(wiring.Component):
             avail = up_down_thermometer(m, n + 1, s_q, i_q, "avail")
             # readable now = avail + s_q - i_q >= 1
             readable = avail[1] | (avail[0] & ~(i_q & ~s_q)) | (~avail[0] & s_q & ~i_q)
-            # readable in the next cycle = avail' + settle - issue >= 1, where avail' is
-            # the thermometer's next state (avail + s_q - i_q)
-            up, down = s_q & ~i_q, i_q & ~s_q
-            a0 = Mux(up, 1, Mux(down, avail[1], avail[0]))
-            a1 = Mux(up, avail[0], Mux(down, avail[2], avail[1]))
-            readable_next = a1 | (a0 & ~(issue & ~settle)) | (~a0 & settle & ~issue)
         # ---- the word read arrives _READ cycles after its issue
         arrives = [issue]
         for k in range(self._READ):
@@ -372,6 +366,12 @@ class BlockRamFifo(wiring.Component):
             # route in the frame datapath on ECP5). `room` of the next cycle is
             # `room_ahead`, registered from the count's next state (from the count
             # itself, a 4.3 ns route into `issue` in the core on ECP5).
+            # readable in the next cycle = avail' + settle - issue >= 1, where avail' is
+            # the thermometer's next state (avail + s_q - i_q)
+            up, down = s_q & ~i_q, i_q & ~s_q
+            a0 = Mux(up, 1, Mux(down, avail[1], avail[0]))
+            a1 = Mux(up, avail[0], Mux(down, avail[2], avail[1]))
+            readable_next = a1 | (a0 & ~(issue & ~settle)) | (~a0 & settle & ~issue)
             K = qcap - k_up - 2
             up, down = arrives[k_up] & ~pop_q, pop_q & ~arrives[k_up]
             room_ahead = Signal(name="room_ahead", init=1)

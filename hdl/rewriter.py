@@ -125,6 +125,19 @@ _VQ_DEPTH = 17
 _OQ_DEPTH = 17
 
 
+def _held_next(hv, full, valid, pop):
+    """A register pair's "holds a word" flag in the next cycle (words held: n + push -
+    pop, push = valid & ~full); the pair (:func:`_pair`) and its copies use this one
+    expression."""
+    return full | valid | (hv & ~pop)
+
+
+def _full_next(hv, full, valid, pop):
+    """A register pair's "holds two words" flag in the next cycle (as
+    :func:`_held_next`)."""
+    return ~pop & (full | (hv & valid))
+
+
 def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
           copies: int = 0) -> tuple:
     """Two registers taking ``src`` (a stream interface) and read alternately, with
@@ -164,11 +177,11 @@ def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
     m.d.comb += [src.ready.eq(~rfull), push.eq(src.valid & ~full)]
     # words held: n + push - pop, as the two flags
     full_next = Signal(name=f"{name}_full_next")
-    m.d.comb += full_next.eq(~pop & (full | (hv & push)))
-    m.d.sync += [hv.eq(full | push | (hv & ~pop)), full.eq(full_next),
-                 rfull.eq(~pop & (rfull | (hv & src.valid)))]
+    m.d.comb += full_next.eq(_full_next(hv, full, push, pop))
+    m.d.sync += [hv.eq(_held_next(hv, full, push, pop)), full.eq(full_next),
+                 rfull.eq(_full_next(hv, rfull, src.valid, pop))]
     extra = [Signal(name=f"{name}_hv_c{k}") for k in range(copies)]
-    m.d.sync += [c.eq(full | push | (c & ~pop)) for c in extra]
+    m.d.sync += [c.eq(_held_next(c, full, push, pop)) for c in extra]
     groups = [("", [f for f in fields if f not in fast], 0), ("_f", list(fast), 1)]
     for suffix, names, init in groups:
         if not names:
@@ -228,12 +241,11 @@ def _join_ahead(m: Module, rec_valid, rec_core, dec_valid, credit_next) -> tuple
     sc = Signal(name="join_sc", reset_less=True)  # the second record's (rf)
     rv_n, rf_n, dv_n, df_n, hc_n = (Signal(name=f"join_{n}_next")
                                     for n in ("rv", "rf", "dv", "df", "hc"))
-    # a pair's words: n + push - pop, as two flags (push = valid & ~full)
     m.d.comb += [
-        rv_n.eq(rf | rec_valid | (rv & ~go)),
-        rf_n.eq(~go & (rf | (rv & rec_valid))),
-        dv_n.eq(df | dec_valid | (dv & ~dpop)),
-        df_n.eq(~dpop & (df | (dv & dec_valid))),
+        rv_n.eq(_held_next(rv, rf, rec_valid, go)),
+        rf_n.eq(_full_next(rv, rf, rec_valid, go)),
+        dv_n.eq(_held_next(dv, df, dec_valid, dpop)),
+        df_n.eq(_full_next(dv, df, dec_valid, dpop)),
         # a pop moves the second record (or the one arriving) to the head
         hc_n.eq(Mux(go, Mux(rf, sc, rec_core), Mux(rv, hc, rec_core))),
     ]
