@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from model.parse import TPIDS, Reason, parse_frame
 from model.pipeline import Packet
 
-__all__ = ["build_frame", "malform", "fuzz_frame", "frame_mix", "MALFORMED"]
+__all__ = ["build_frame", "malform", "fuzz_frame", "frame_mix", "fix_ip_checksum", "MALFORMED"]
 
 #: Malformed classes :func:`malform` can make (every reason but OK).
 MALFORMED = tuple(r for r in Reason if r != Reason.OK)
@@ -96,7 +96,7 @@ def build_frame(rng: random.Random, pkt: Packet, *, tags: int | None = None,
     return frame
 
 
-def _fix(b: bytearray, l3: int) -> None:
+def fix_ip_checksum(b: bytearray, l3: int) -> None:
     """Recompute the IPv4 header checksum (over IHL * 4 bytes, as far as present)."""
     hl = max((b[l3] & 15) * 4, 20)
     b[l3 + 10:l3 + 12] = b"\x00\x00"
@@ -128,7 +128,7 @@ def malform(rng: random.Random, frame: bytes, reason: Reason) -> bytes:
         return bytes(b)
     if reason == Reason.BAD_VERSION:
         b[l3] = (rng.choice((0, 1, 5, 6, 15)) << 4) | (b[l3] & 15)
-        _fix(b, l3)
+        fix_ip_checksum(b, l3)
         return bytes(b)
     if reason == Reason.BAD_IHL:
         if rng.random() < 0.5:
@@ -144,24 +144,24 @@ def malform(rng: random.Random, frame: bytes, reason: Reason) -> bytes:
         t = (rng.randrange(0, hl) if rng.random() < 0.4
              else len(b) - l3 + rng.randrange(1, 300))
         b[l3 + 2:l3 + 4] = t.to_bytes(2, "big")
-        _fix(b, l3)
+        fix_ip_checksum(b, l3)
         return bytes(b)
     if reason == Reason.FRAGMENT:
         f = int.from_bytes(b[l3 + 6:l3 + 8], "big") & 0x4000
         f |= rng.choice((0x2000, 0x2000 | rng.randrange(1, 8192), rng.randrange(1, 8192)))
         b[l3 + 6:l3 + 8] = f.to_bytes(2, "big")
-        _fix(b, l3)
+        fix_ip_checksum(b, l3)
         return bytes(b)
     if reason == Reason.NOT_TCP_UDP:
         b[l3 + 9] = rng.choice((1, 2, 47, 50, 58, 132, 0, 255))
-        _fix(b, l3)
+        fix_ip_checksum(b, l3)
         return bytes(b)
     if reason == Reason.L4_TRUNCATED:
         room = 20 if b[l3 + 9] == 6 else 8
         t = hl + rng.randrange(0, room)
         assert t < total
         b[l3 + 2:l3 + 4] = t.to_bytes(2, "big")
-        _fix(b, l3)
+        fix_ip_checksum(b, l3)
         return bytes(b)
     raise ValueError(f"reason must be a malformed class, not {reason!r}")
 

@@ -9,7 +9,14 @@ import random
 import pytest
 
 from hdl.parser import PARSE_LATENCY, FrameParser, beat_layout
-from l4lb.framegen import MALFORMED, _fix, build_frame, frame_mix, fuzz_frame, malform
+from l4lb.framegen import (
+    MALFORMED,
+    build_frame,
+    fix_ip_checksum,
+    frame_mix,
+    fuzz_frame,
+    malform,
+)
 from model.frame import challenge_frame
 from model.parse import PROTO_TCP, Reason, parse_frame
 from model.pipeline import Packet
@@ -148,7 +155,7 @@ def test_total_length_with_high_bits_set():
         l3 = parse_frame(bytes(b)).l3
         t = (1 << rng.randrange(11, 16)) | rng.randrange(20, len(b) - l3 + 1)
         b[l3 + 2:l3 + 4] = t.to_bytes(2, "big")
-        _fix(b, l3)
+        fix_ip_checksum(b, l3)
         frames.append(bytes(b))
     seen = {}
     for width in (8, 64):
