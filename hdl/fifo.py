@@ -18,7 +18,14 @@ from amaranth.lib.wiring import In, Out
 
 from .bram import check_size
 
-__all__ = ["StreamFifo", "BlockRamFifo", "up_down_thermometer"]
+__all__ = ["StreamFifo", "BlockRamFifo", "up_down_thermometer", "KEEP_HIERARCHY_ATTR"]
+
+#: A signal carrying this attribute (in the Verilog, ``(* l4lb_keep_hierarchy = ... *)``)
+#: makes the synthesis flow (``l4lb/synth/yosys.py``) keep its module a module of its
+#: own. Every queue here is marked (and the rewriter): flattened into the datapath, abc
+#: maps a queue's control logic for the depth of the design's longest paths and chained
+#: three LUTs where one or two do (two of five seeds' worst paths on ECP5, 5.9 ns).
+KEEP_HIERARCHY_ATTR = "l4lb_keep_hierarchy"
 
 _STREAM_FIFO_LATENCY = 2
 
@@ -30,10 +37,11 @@ def up_down_thermometer(m: Module, n: int, up, down, name: str) -> Signal:
     and no adder or comparator is needed (a 6-bit counter with a compare spent 4.9 ns
     on ECP5)."""
     t = Signal(n, name=name)
-    with m.If(up & ~down):
-        m.d.sync += t.eq(Cat(Const(1, 1), t[:n - 1]))
-    with m.Elif(down & ~up):
-        m.d.sync += t.eq(Cat(t[1:], Const(0, 1)))
+    # the events enable the bits (one LUT of both), and `up` alone picks the direction
+    # (both in the data input, an event that is a LUT itself reached the bits through two
+    # more on ECP5)
+    with m.If(up ^ down):
+        m.d.sync += t.eq(Mux(up, Cat(Const(1, 1), t[:n - 1]), Cat(t[1:], Const(0, 1))))
     return t
 
 
@@ -45,9 +53,12 @@ class StreamFifo(wiring.Component):
     (``latency == 2``) if the queue was empty.
 
     The output is a pair of registers read alternately (``r.payload`` is a 2:1
-    multiplexer whose select is a flip-flop): ``r.ready`` only toggles that select and
-    clears a valid bit, and the pair is refilled from the storage by flip-flop state
-    alone, so the consumer's ``ready`` has no fan-out into the payload registers.
+    multiplexer whose select is a flip-flop, ``r.valid`` a flip-flop): ``r.ready`` only
+    toggles that select and enters the occupancy flags, and the pair is refilled from the
+    storage by enables that are flip-flops, so the consumer's ``ready`` has no fan-out
+    into the payload registers. The refill decision is one function of ``w.valid``,
+    ``r.ready`` and three flip-flops, and every flag's next state one of those and of a
+    few flip-flops more.
 
     Parameters
     ----------
@@ -115,40 +126,53 @@ class StreamFifo(wiring.Component):
         load = Signal()  # = ld.any(), a flip-flop of its own for the occupancy update
         # occupancy of the storage: fill[i] = "more than i words stored"
         fill = up_down_thermometer(m, n, do_write, load, "fill")
-        full, nonempty = fill[n - 1], fill[0]
+        full = fill[n - 1]
 
-        # the output pair: buf[k] holds a word while v[k]; r shows buf[rsel], the
-        # storage refills buf[wsel]
+        # the output pair: two buffers read alternately
         buf = [Signal(W, name=f"buf{k}", reset_less=True) for k in range(2)]
-        v = Signal(2)
-        rsel = Signal()
-        wsel = Signal()
 
+        # The pair is counted by `c`, the words in it plus the one being refilled in this
+        # cycle (a thermometer: c1 = "c >= 1", c2 = "c == 2"); `rv` (= ``r.valid``) says a
+        # word has landed. The refill "storage -> buf[wn]" is decided a cycle ahead, from
+        # the next state, and registered one-hot per buffer (`ld`), so each buffer's load
+        # enable (a fan-out of `width`) comes straight from a flip-flop. Every decision
+        # reads ``r.ready`` and ``w.valid`` through one function of them and of
+        # flip-flops (the refill was three LUT levels from ``r.ready`` on ECP5, 5.2 ns).
         pop = Signal()
-        # The refill "storage -> buf[wsel]" happens when the storage is not empty and
-        # buf[wsel] is. That condition is computed a cycle ahead, from the next state,
-        # and registered one-hot per buffer (`ld`), so each buffer's load enable (a
-        # fan-out of `width`) comes straight from a flip-flop.
         ld = Signal(2)
+        c1 = Signal(name="c1")
+        c2 = Signal(name="c2")
+        rv = Signal(name="rv")
+        wn = Signal(name="wn")      # the buffer the next refill goes to
+        rsel = Signal(attrs={KEEP_HIERARCHY_ATTR: 1})  # the buffer r shows
         m.d.comb += [
             self.w.ready.eq(~full),
             do_write.eq(self.w.valid & ~full if self._checked else self.w.valid),
-            self.r.valid.eq(Mux(rsel, v[1], v[0])),
+            self.r.valid.eq(rv),
             self.r.payload.eq(Mux(rsel, buf[1], buf[0])),
-            pop.eq(self.r.valid & self.r.ready),
+            pop.eq(rv & self.r.ready),
         ]
-        wsel_next = Signal()
-        v_next = Signal(2)
-        nonempty_next = Signal()
-        m.d.comb += [
-            wsel_next.eq(wsel ^ load),
-            nonempty_next.eq(do_write | Mux(load, fill[1] if n > 1 else 0, nonempty)),
+        # `avail`: the words stored and not being refilled (the count of `fill` less
+        # `load`), its own thermometer, so the refill decision reads one flip-flop of it
+        # (computed from `fill` and `load`, it was three LUT levels from ``w.valid``).
+        # A refill is decided when the pair will have room and a word is stored or
+        # written; with none, `avail` is 0 and a "down" leaves it 0, so `room` alone
+        # counts it down (and its update is one LUT level from ``r.ready``).
+        load_next = Signal()
+        room = Signal(name="room")
+        m.d.comb += room.eq(pop | ~c2)
+        avail = up_down_thermometer(m, n, do_write, room, "avail")
+        m.d.comb += load_next.eq((do_write | avail[0]) & room)
+        # c - pop + load_next, and the words landed: c - pop
+        m.d.sync += [
+            c1.eq(c2 | (c1 & ~pop) | load_next),
+            c2.eq((c2 & ~pop) | (((c2 & pop) | (c1 & ~c2 & ~pop)) & load_next)),
+            rv.eq(c2 | (c1 & ~pop)),
+            ld[0].eq(load_next & ~wn), ld[1].eq(load_next & wn),
+            load.eq(load_next),
+            wn.eq(wn ^ load_next),
+            rsel.eq(rsel ^ pop),
         ]
-        for k in range(2):
-            m.d.comb += v_next[k].eq((v[k] | (load & (wsel == k))) & ~(pop & (rsel == k)))
-        load_next = nonempty_next & ~Mux(wsel_next, v_next[1], v_next[0])
-        m.d.sync += [ld[0].eq(load_next & ~wsel_next), ld[1].eq(load_next & wsel_next),
-                     load.eq(load_next)]
 
         wr = mem.write_port()
         rd = mem.read_port(domain="comb")
@@ -157,14 +181,10 @@ class StreamFifo(wiring.Component):
         with m.If(do_write):
             m.d.sync += wp.eq(wp + 1)
         with m.If(load):
-            m.d.sync += [rp.eq(rp + 1), wsel.eq(~wsel)]
+            m.d.sync += rp.eq(rp + 1)
         for k in range(2):
             with m.If(ld[k]):
                 m.d.sync += buf[k].eq(rd.data)
-        with m.If(pop):
-            m.d.sync += rsel.eq(~rsel)
-        # a buffer is refilled only while empty and read only while full: never both
-        m.d.sync += v.eq(v_next)
 
         # `fill` shifts up on a write alone, down on a refill alone
         up, down = do_write & ~load, load & ~do_write
@@ -306,7 +326,7 @@ class BlockRamFifo(wiring.Component):
         m.d.sync += ring_we.eq(do_write)
 
         # ---- the ring, in columns of at most 18 bits (true dual-port block RAMs)
-        rp = Signal(ab)
+        rp = Signal(ab, attrs={KEEP_HIERARCHY_ATTR: 1})
         cols = [(lo, min(18, W - lo)) for lo in range(0, W, 18)]
         words = []
         for c, (lo, w) in enumerate(cols):
