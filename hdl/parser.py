@@ -409,6 +409,9 @@ class FrameParser(wiring.Component):
         p4_w = r.reg("p4_w", p3_w)
         p4_tags = r.reg("p4_tags", p3_tags)
         p4_ipf = r.reg("p4_ipf", ipf)
+        # the total length's bits above the available count's width, any set (so p5
+        # compares the low bits alone: a carry chain and one LUT)
+        p4_tot_hi = r.reg("p4_tot_hi", _be16(ipf, 2)[nw:].any() if nw < 16 else Const(0))
         # the destination words complemented as registered, so they enter p5's adder
         # straight from flip-flops (through a LUT placed apart, a 5.6 ns path on ECP5)
         ndst4 = r.reg("p4_ndst", ~_be32(ipf, 16), 32)
@@ -425,7 +428,8 @@ class FrameParser(wiring.Component):
         # count (p5), selected by the tags in p6 (a compare behind the selection was a
         # 5.8 ns path on ECP5)
         gt_hlen = [r.reg(f"p5_hlen_gt{l3}", hlen4 > sat_n[l3]) for l3 in _L3]
-        gt_tot = [r.reg(f"p5_tot_gt{l3}", total4 > sat_n[l3]) for l3 in _L3]
+        gt_tot = [r.reg(f"p5_tot_gt{l3}", p4_tot_hi | (total4[:nw] > sat_n[l3]))
+                  for l3 in _L3]
         p5_tags = r.reg("p5_tags", p4_tags)
         p5_l4min = r.reg("p5_l4min", Cat(Const(0, 2), ihl4 + Mux(p4_tcp, 5, 2)), 7)
         p5_c9a = r.reg("p5_tot_lt_hlen", total4 < hlen4)

@@ -214,10 +214,10 @@ def test_one_min_frame_per_clock_at_w64():
     assert span_in == n and span_out == len(want) == n, (span_in, span_out, n)
     lat = {o - i for i, o in zip(res["first_in"], res["first_out"], strict=True)}
     assert lat == {dut.latency}, lat
-    # the parser, the registered queue writes (1), the packet queue (8), the core, the
-    # rewriter
+    # the parser, the queue writes registered twice (2), the packet queue (8), the core,
+    # the rewriter
     assert dut.latency == dut.decision_delay + REWRITE_LATENCY == (
-        PARSE_LATENCY + 1 + 8 + dut.core.latency + REWRITE_LATENCY)
+        PARSE_LATENCY + 2 + 8 + dut.core.latency + REWRITE_LATENCY)
     assert dut.buffer_beats >= dut.max_beats + dut.decision_delay
     assert dut.frame_slots >= dut.decision_delay + REWRITE_LATENCY
 
