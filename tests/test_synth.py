@@ -346,3 +346,21 @@ def test_small_datapath_w8_on_ecp5(tmp_path):
     assert 20.0 < rep.fmax_mhz < 500.0
     assert rep.mpps == pytest.approx(rep.fmax_mhz / 8)
     assert rep.utilization["DP16KD"]["used"] == rep.bram
+
+
+def test_the_queues_and_the_rewriter_are_kept_modules(tmp_path, small_cfg):
+    """Every queue of the datapath (hdl/fifo.py marks them) and the rewriter, and no other
+    module, are kept modules of their own by the yosys script."""
+    from hdl.datapath_top import write_datapath_verilog
+    from l4lb.synth.verilog import kept_modules
+    from l4lb.synth.yosys import _yosys_script
+
+    kept = kept_modules(write_datapath_verilog(small_cfg, tmp_path, 8).read_text())
+    queues = ("core.dec_fifo", "core.dec_fifo.queue", "core.learn_fifo", "frame_buffer",
+              "frame_buffer.queue", "record_queue", "record_queue.queue", "packet_queue",
+              "packet_queue.queue", "rewriter", "rewriter.verdict_queue",
+              "rewriter.output_queue")
+    assert sorted(kept) == sorted(f"l4lb_datapath.datapath.{q}" for q in queues)
+    text = _yosys_script(TARGETS["ecp5-85k"], ["core.v", "shim.v"], "l4lb_datapath",
+                         "datapath.core", tuple(kept))
+    assert f"setattr -mod -set keep_hierarchy 1 {' '.join(kept)}\n" in text

@@ -25,7 +25,7 @@ from .targets import (
     precheck_config,
 )
 from .tools import _run, find_tool
-from .verilog import parse_memories, parse_ports, rewrite_verilog
+from .verilog import kept_modules, parse_memories, parse_ports, rewrite_verilog
 from .yosys import _NOMAP_RE, _apply_mapping, _count, _yosys_script
 
 _ELAB_LOCK = threading.Lock()
@@ -181,7 +181,7 @@ def _flow(src, cfg, t: Target, top: str, clock_mhz, wd: Path, hash_stages: int |
     (wd / "shim.v").write_text(shim_text)
     core_path = "datapath.core" if frames is not None else "core"
     (wd / "synth.ys").write_text(_yosys_script(t, ["core.v", "shim.v"], _vid(top).strip(),
-                                               core_path))
+                                               core_path, tuple(kept_modules(text))))
 
     # ---- yosys
     rc, log, dt = _run(yosys + ["-q", "-l", "yosys.log", "-s", "synth.ys"], wd, "yosys.out")

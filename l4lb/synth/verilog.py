@@ -45,6 +45,17 @@ def _modules(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
+#: hdl.fifo.KEEP_HIERARCHY_ATTR, as the Verilog writes it (the flow reads Verilog, which
+#: may come from a file, so it matches the text rather than importing hdl)
+_KEEP_RE = re.compile(r"\(\*\s*l4lb_keep_hierarchy\s*=")
+
+
+def kept_modules(text: str) -> list[str]:
+    """Modules that declare a signal with ``hdl.fifo.KEEP_HIERARCHY_ATTR`` (the queues):
+    synthesis keeps each a module of its own."""
+    return [name for name, s, e in _modules(text) if _KEEP_RE.search(text, s, e)]
+
+
 def parse_ports(text: str, top: str) -> list[Port]:
     """Ports of module ``top`` (non-ANSI declarations, as Amaranth and yosys write them)."""
     for name, s, e in _modules(text):

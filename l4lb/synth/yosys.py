@@ -14,10 +14,13 @@ from .targets import Target
 from .verilog import MemoryInfo
 
 
-def _yosys_script(t: Target, files: list[str], top: str, core_path: str = "core") -> str:
+def _yosys_script(t: Target, files: list[str], top: str, core_path: str = "core",
+                  keep: tuple[str, ...] = ()) -> str:
     """``synth.ys`` for module ``top`` inside the shim; ``core_path`` is the L4LBCore's
     instance path below ``top`` (``core`` in ``l4lb_core``, ``datapath.core`` in
-    ``l4lb_datapath``), whose hash networks are kept modules of their own."""
+    ``l4lb_datapath``), whose hash networks are kept modules of their own, as are the
+    modules named in ``keep`` (the queues and the rewriter,
+    :func:`~l4lb.synth.verilog.kept_modules`)."""
     label = "map_memory" if t.family == "xilinx" else "map_ram"
     synth = t.yosys_synth + (" -flatten" if t.family == "xilinx" else "")
     json_out = "" if t.nextpnr is None else " -json netlist.json"
@@ -30,10 +33,13 @@ def _yosys_script(t: Target, files: list[str], top: str, core_path: str = "core"
         # each hash role's XOR network stays a module of its own: flattened, abc shares
         # XOR terms between roles and chains three LUTs where each level needs one
         f"setattr -mod -set keep_hierarchy 1 {top}.{core_path}.hash.*",
+        # the queues and the rewriter too: flattened, abc maps their handshakes for the
+        # depth of the design's longest paths, and chains three LUTs where one or two do
+        *([f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}"] if keep else []),
         f"{synth} -top {SHIM_TOP} -run :{label}",
         # hdl.fifo.BlockRamFifo never uses a ring word read in the cycle it is written,
         # so such a collision may give any value: no bypass logic behind the block RAM
-        f"setparam -set RD_COLLISION_X_MASK 1'1 {top}/*.ring_c*",
+        "setparam -set RD_COLLISION_X_MASK 1'1 */*ring_c*",
         "tee -q -o pre_map_stat.json stat -json",
         f"{synth} -top {SHIM_TOP} -run {label}:{json_out}",
         "tee -q -o stat.json stat -json",
