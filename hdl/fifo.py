@@ -205,7 +205,7 @@ class BlockRamFifo(wiring.Component):
     The ring is read at ``rp`` in every cycle; a read in the cycle the same word is
     written happens only while the reader does not use it (a word is readable from the
     second cycle after its write on), so the value of such a read does not matter, and
-    the synthesis flow says so to yosys (``RD_COLLISION_X_MASK`` in ``l4lb/synth.py``),
+    the synthesis flow says so to yosys (``RD_COLLISION_X_MASK`` in ``l4lb/synth/yosys.py``),
     which then needs no bypass multiplexer behind the block RAM.
 
     Counts are kept so that every decision is taken from flip-flops: the ring occupancy

@@ -51,8 +51,8 @@ _KEEP_RE = re.compile(r"\(\*\s*l4lb_keep_hierarchy\s*=")
 
 
 def kept_modules(text: str) -> list[str]:
-    """Modules that declare a signal with ``hdl.fifo.KEEP_HIERARCHY_ATTR`` (the queues):
-    synthesis keeps each a module of its own."""
+    """Modules that declare a signal with ``hdl.fifo.KEEP_HIERARCHY_ATTR`` (the queues and
+    the frame datapath's rewriter): synthesis keeps each a module of its own."""
     return [name for name, s, e in _modules(text) if _KEEP_RE.search(text, s, e)]
 
 
