@@ -116,7 +116,7 @@ from .network import MAX_REV_ENTRIES, MAX_ROUTE_ENTRIES
 from .transit import TransitBits
 from .vip_table import VipState, VipTable
 
-__all__ = ["L4LBCore", "DEFAULT_HASH_STAGES"]
+__all__ = ["L4LBCore", "DEFAULT_HASH_STAGES", "split_counter"]
 
 #: Default register stages of the hash unit: with 3, each XOR level has a fan-in of 4
 #: (one LUT4), which the ECP5 place-and-route needs (docs/synth.md: the sweep).
@@ -134,11 +134,12 @@ _FIFO_LAT = 8     # BlockRamFifo: write to r.valid
 _TAIL = _CONN_LAT + _TRANSIT_LAT + 1 + _MAGLEV_LAT + 1 + 2 + _FIFO_LAT
 
 
-def _split_counter(m: Module, out, inc, name: str) -> None:
+def split_counter(m: Module, out, inc, name: str, domain: str = "sync") -> None:
     """``out`` counts the cycles with ``inc`` high, two cycles late, as two halves: the
     carry from the low half is registered before the high half adds it, and the low
     half is shown one cycle late to match, so the value read is always exact (a 48-bit
-    carry chain whose first flip-flop the placer put 2 ns away missed 200 MHz)."""
+    carry chain whose first flip-flop the placer put 2 ns away missed 200 MHz). The
+    registers are in clock domain ``domain``."""
     w = len(out)
     h = w // 2
     lo = Signal(h, name=f"{name}_lo")
@@ -146,19 +147,19 @@ def _split_counter(m: Module, out, inc, name: str) -> None:
     hi = Signal(w - h, name=f"{name}_hi")
     carry = Signal(name=f"{name}_carry")
     with m.If(inc):
-        m.d.sync += lo.eq(lo + 1)
+        m.d[domain] += lo.eq(lo + 1)
     # "lo is all ones" in two LUT levels, not three: the upper bits of lo are tested a
     # cycle early, into `upper`. Those bits only change in a cycle after the lower
     # eight wrapped to zero, and then the lower bits' test is false anyway.
     if h > 8:
         upper = Signal(name=f"{name}_lo_upper")
-        m.d.sync += upper.eq(lo[8:].all())
+        m.d[domain] += upper.eq(lo[8:].all())
         lo_all = lo[:8].all() & upper
     else:
         lo_all = lo.all()
-    m.d.sync += [carry.eq(inc & lo_all), lo_q.eq(lo)]
+    m.d[domain] += [carry.eq(inc & lo_all), lo_q.eq(lo)]
     with m.If(carry):
-        m.d.sync += hi.eq(hi + 1)
+        m.d[domain] += hi.eq(hi + 1)
     m.d.comb += out.eq(Cat(lo_q, hi))
 
 
@@ -692,7 +693,7 @@ class L4LBCore(wiring.Component):
 
         # ---- counters ------------------------------------------------------------------
         # Each increment is decided in the retire cycle and registered; the counters
-        # then see only a flip-flop enable (see _split_counter).
+        # then see only a flip-flop enable (see split_counter).
         c = self.counters
         vip_q = Signal()
         if net:  # a server's reply (REVERSE) matched no VIP
@@ -709,6 +710,6 @@ class L4LBCore(wiring.Component):
         for name, cond in incs.items():
             inc = Signal(name=f"inc_{name}")
             m.d.sync += inc.eq(cond)
-            _split_counter(m, c[name], inc, name)
-        _split_counter(m, c.learn_drops, learn_drop, "learn_drops")
+            split_counter(m, c[name], inc, name)
+        split_counter(m, c.learn_drops, learn_drop, "learn_drops")
         return m

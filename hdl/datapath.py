@@ -60,7 +60,7 @@ from model.config import Config
 from model.network import require_no_network
 from model.parse import PROTO_TCP, Reason
 
-from .core import DEFAULT_HASH_STAGES, L4LBCore
+from .core import DEFAULT_HASH_STAGES, L4LBCore, split_counter
 from .fifo import BlockRamFifo
 from .layouts import (
     counters_layout,
@@ -393,9 +393,11 @@ class FrameDatapath(wiring.Component):
             m.d.dp_cnt += q.eq(cond)
             return q
 
+        # each counter in two halves with the carry registered (as the core's): whole,
+        # a 48-bit counter's carry chain was a 5.3 ns path on ECP5
         for r in Reason:
-            with m.If(event(r.key, clean & (f.reason == r))):
-                m.d.dp_cnt += fc.reasons[r].eq(fc.reasons[r] + 1)
+            split_counter(m, fc.reasons[r], event(r.key, clean & (f.reason == r)),
+                          f"frames_{r.key}", domain="dp_cnt")
         events = {
             "rx_errors": event("rx_errors", fv & f.rx_error),
             "oversize": event("oversize", fv & f.oversize & ~f.rx_error),
@@ -406,7 +408,5 @@ class FrameDatapath(wiring.Component):
             "frames_rewritten": event("frames_rewritten", rw.frame_rewritten),
         }
         for name, ev in events.items():
-            c = getattr(fc, name)
-            with m.If(ev):
-                m.d.dp_cnt += c.eq(c + 1)
+            split_counter(m, getattr(fc, name), ev, f"cnt_{name}", domain="dp_cnt")
         return m

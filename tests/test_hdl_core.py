@@ -253,16 +253,16 @@ def test_core_init_images_replace_loading(small_cfg):
     _check(got, exp, ops)
 
 
-def test_split_counter_exact_through_carries():
+def testsplit_counter_exact_through_carries():
     """A 20-bit counter (two 10-bit halves; the upper bits of the low half tested a cycle
     early for the carry) counts the cycles with ``inc`` high, two cycles late, exactly
     through several carries of the low half, including increments right after one."""
     from amaranth.hdl import Signal
 
-    from hdl.core import _split_counter
+    from hdl.core import split_counter
     m = Module()
     out, inc = Signal(20), Signal()
-    _split_counter(m, out, inc, "c")
+    split_counter(m, out, inc, "c")
     rng = random.Random(7)
     incs = [1 if rng.random() < 0.9 else 0 for _ in range(4000)]
     seen = []
