@@ -26,7 +26,8 @@ the transfer. The core's ``ready`` outputs do not depend on the same stream's ``
 **Writes are pipeline slots.** The two inputs ``pkt`` and ``wr`` are merged into one
 sequence of *ops*: each cycle at most one op is accepted, and a waiting write wins over
 a waiting packet (control-plane writes are rare and must not starve under line-rate
-traffic; ``pkt.ready = credit & ~wr.valid``, ``wr.ready = 1``). A write op travels down
+traffic; ``pkt.ready = credit & ~wr.valid``, ``wr.ready = 1``; a control-plane
+read, with a ``[lifecycle]``, also goes before a packet). A write op travels down
 the pipeline like a packet and is applied when it reaches the stage where its memory is
 read. Hence every packet accepted before the write sees the old word and every packet
 accepted after it sees the new word -- exactly the model's semantics of a write between
@@ -435,11 +436,10 @@ class L4LBCore(wiring.Component):
         # (so it is one cycle late); `credit` says it was at most cap - 3 two cycles ago,
         # so at most cap packets are outstanding after this cycle's acceptance
         credit = Signal()
-        take_q = Signal()
+        take_q = Signal()         # the packet transfer of the cycle before
         dec_take_q = Signal()
         inflight = up_down_thermometer(m, cap, take_q, dec_take_q, "inflight")
         take_wr = Signal()
-        take_pkt = Signal()
         dec_take = Signal()
         m.d.comb += [
             self.dec.valid.eq(dfifo.r.valid),
@@ -447,26 +447,40 @@ class L4LBCore(wiring.Component):
             dfifo.r.ready.eq(self.dec.ready),
             dec_take.eq(self.dec.valid & self.dec.ready),
         ]
-        m.d.sync += [take_q.eq(take_pkt), dec_take_q.eq(dec_take),
+        m.d.sync += [dec_take_q.eq(dec_take),
                      credit.eq(~inflight[cap - 3])]  # inflight < cap - 2
         if life:
             take_rd, rfifo = life.read_answers(m, self)
 
-        # ---- input arbitration: writes first ---------------------------------------
+        # ---- input arbitration: writes (and reads) first -----------------------------
+        # a packet waits for a waiting write or read (`others`)
+        others = [self.wr.valid] + ([self.rd.valid] if life else [])
         m.d.comb += [
             self.wr.ready.eq(1),
-            self.pkt.ready.eq(credit & ~self.wr.valid),
+            self.pkt.ready.eq(credit & ~Cat(*others).any()),
             take_wr.eq(self.wr.valid & self.wr.ready),
-            take_pkt.eq(self.pkt.valid & self.pkt.ready),
         ]
+        # The packet transfer is rebuilt in the next cycle from registered copies of
+        # its terms, not registered from `pkt.valid & pkt.ready`: abc shared
+        # `pkt.ready`'s LUT for that, the placer put it by the queue that drives `pkt`,
+        # and credit -> pkt.ready -> take was a 5.7 ns path in the W = 8 datapath on
+        # ECP5. Now every input of the take is a flip-flop of the core.
+        # (`others_q` is reset-less, which keeps yosys from merging it with `take_wr_q`,
+        # placed by the write's loads: the take is low after a reset by `pkt_valid_q`.)
+        pkt_valid_q = Signal()
+        credit_q = Signal()
+        others_q = Signal(len(others), reset_less=True)
+        m.d.sync += [pkt_valid_q.eq(self.pkt.valid), credit_q.eq(credit),
+                     others_q.eq(Cat(*others))]
+        m.d.comb += take_q.eq(pkt_valid_q & credit_q & ~others_q.any())
         # The input register: both payloads are registered as they are (no enable, no
-        # multiplexer, so an input pin drives one flip-flop), with the two transfer flags;
-        # they are merged into the op of stage 0 in the next cycle.
+        # multiplexer, so an input pin drives one flip-flop), with the write's transfer
+        # flag; they are merged into the op of stage 0 in the next cycle.
         take_wr_q = Signal()
-        take_pkt_q = Signal()
+        take_pkt_q = take_q
         wr_q = Signal.like(self.wr.payload, reset_less=True)
         pkt_q = Signal.like(self.pkt.payload, reset_less=True)
-        m.d.sync += [take_wr_q.eq(take_wr), take_pkt_q.eq(take_pkt),
+        m.d.sync += [take_wr_q.eq(take_wr),
                      wr_q.eq(self.wr.payload), pkt_q.eq(self.pkt.payload)]
         m.d.sync += [st[0].valid.eq(take_wr_q | take_pkt_q), st[0].is_wr.eq(take_wr_q)]
         with m.If(take_wr_q):
@@ -477,7 +491,7 @@ class L4LBCore(wiring.Component):
             m.d.sync += st[0].wr_hit[info.id].eq(take_wr_q & (wr_q.mem == info.id)
                                                  & (wr_q.addr < info.depth))
         if life:
-            life.accept_reads(m, self, st[0], credit, take_rd, take_wr_q, take_pkt_q, mm)
+            life.accept_reads(m, self, st[0], take_rd, take_wr_q, take_pkt_q, mm)
 
         # ---- stage 0: VIP CAM and hash input ---------------------------------------
         key0 = st[0].op.pkt.key

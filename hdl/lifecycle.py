@@ -344,12 +344,11 @@ class LifecycleStages:
         m.d.sync += [retire_rd.eq(valid), rdata_q.eq(rdata)]
         m.d.comb += [rfifo.w.valid.eq(retire_rd), rfifo.w.payload.eq(rdata_q)]
 
-    def accept_reads(self, m: Module, core, s0, credit, take_rd, take_wr_q, take_pkt_q,
+    def accept_reads(self, m: Module, core, s0, take_rd, take_wr_q, take_pkt_q,
                      mm: Mapping[str, MemInfo]) -> None:
         """A control-plane read becomes an op like a write (its address in ``op.wr``),
         after a waiting write and before a waiting packet; these statements follow and
         override the core's stage-0 loads."""
-        m.d.comb += core.pkt.ready.eq(credit & ~core.wr.valid & ~core.rd.valid)
         take_rd_q = Signal()
         rd_q = Signal.like(core.rd.payload, reset_less=True)
         m.d.sync += [take_rd_q.eq(take_rd), rd_q.eq(core.rd.payload),
