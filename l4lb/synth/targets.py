@@ -31,6 +31,13 @@ DATAPATH_ROLES = ("conn", "maglev", "dip", "slot_map", "transit")
 #: land in block RAM (it grows with ``max_frame`` and the core's latency).
 FRAME_ROLES = ("frame_buffer", "frame_queue")
 
+#: nextpnr-ecp5's placer: the electrostatic "static" placer, not the default "heap".
+#: Measured on the same netlists (2026-11-30, 200 MHz requested): the W = 8 datapath,
+#: seeds 1..4, 194.9 / 191.3 / 189.8 / 181.0 MHz against heap's 167.8 / 151.5 / 168.3 /
+#: 162.8; the core, seeds 1..5, worst 210.7 against heap's 187.8. Heap spread modules
+#: over the die (4-5 ns routes inside one queue). docs/datapath.md "Timing" has the runs.
+ECP5_PLACER = ("--placer", "static")
+
 #: A memory of at least this many bits must never be built from flip-flops.
 FF_MEMORY_LIMIT_BITS = 4096
 
@@ -64,12 +71,12 @@ class Target:
 TARGETS: dict[str, Target] = {
     "ecp5-85k": Target(
         "ecp5-85k", "ecp5", "LFE5U-85F CABGA381", "synth_ecp5", "nextpnr-ecp5",
-        ("--85k", "--package", "CABGA381"), 200.0,
+        ("--85k", "--package", "CABGA381") + ECP5_PLACER, 200.0,
         {"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156}, 18432,
         "DP16KD (EBR)", "MULT18X18D", "LUT4 (TRELLIS_COMB)"),
     "ecp5-25k": Target(
         "ecp5-25k", "ecp5", "LFE5U-25F CABGA381", "synth_ecp5", "nextpnr-ecp5",
-        ("--25k", "--package", "CABGA381"), 200.0,
+        ("--25k", "--package", "CABGA381") + ECP5_PLACER, 200.0,
         {"lut": 24288, "ff": 24288, "bram": 56, "dsp": 28}, 18432,
         "DP16KD (EBR)", "MULT18X18D", "LUT4 (TRELLIS_COMB)"),
     "ice40-up5k": Target(
