@@ -30,18 +30,22 @@ KEEP_HIERARCHY_ATTR = "l4lb_keep_hierarchy"
 _STREAM_FIFO_LATENCY = 2
 
 
-def up_down_thermometer(m: Module, n: int, up, down, name: str) -> Signal:
+def up_down_thermometer(m: Module, n: int, up, down, name: str, reset=None) -> Signal:
     """A count ``0..n`` kept as a thermometer code ``t`` (``t[k]`` = "count > k"), one up
     on ``up``, one down on ``down``, unchanged on both. Each bit depends only on its two
     neighbours and the two events, so "count < K" is the single flip-flop ``~t[K - 1]``
     and no adder or comparator is needed (a 6-bit counter with a compare spent 4.9 ns
-    on ECP5)."""
-    t = Signal(n, name=name)
+    on ECP5). With ``reset`` (a signal), the count is cleared by it instead of by the
+    domain's reset."""
+    t = Signal(n, name=name, reset_less=reset is not None)
     # the events enable the bits (one LUT of both), and `up` alone picks the direction
     # (both in the data input, an event that is a LUT itself reached the bits through two
     # more on ECP5)
     with m.If(up ^ down):
         m.d.sync += t.eq(Mux(up, Cat(Const(1, 1), t[:n - 1]), Cat(t[1:], Const(0, 1))))
+    if reset is not None:
+        with m.If(reset):
+            m.d.sync += t.eq(0)
     return t
 
 
