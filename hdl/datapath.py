@@ -230,20 +230,20 @@ class FrameDatapath(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         W = self._width
-        # The core and the parts around it take the reset through a tree of registers,
-        # two levels and six leaves (the core; the parser and the input logic; the
-        # record queue; the packet queue; the frame buffer and the counters; the
-        # rewriter), so
-        # no reset net spans the die: one reset flip-flop on every reset pin was a 5.1 ns
-        # route on ECP5, one of two copies still 4.5 ns, and the core's reset taken from
-        # `rst` directly a 4.2 ns route, one leaf for both queues 4.3 ns. All enter and
-        # leave a reset together, two cycles after `rst`. Copies with the same input
-        # differ in power-on value (which keeps yosys from merging them); the core's leaf
-        # is fed by the OR of both tops and the packet queue's by their AND (so neither
-        # is a third copy of the same flip-flop; as two functions, each is a LUT of its
-        # own by its leaf: one shared LUT, placed between the two, was a 6.2 ns path).
-        # Both equal `rst` two cycles before, but at power-on, where the AND lets the
-        # packet queue leave its reset a cycle early while nothing reaches it.
+        m.submodules.core = core = self.core
+        # The parts around the core take the reset through a tree of registers, two
+        # levels and five leaves (the parser and the input logic; the record queue; the
+        # packet queue; the frame buffer and the counters; the rewriter), so no reset
+        # net spans the die: one reset flip-flop on every reset pin was a 5.1 ns route on
+        # ECP5, one of two copies still 4.5 ns, one leaf for both queues 4.3 ns. They
+        # leave (and enter) a reset two cycles after the core, which then holds no frame.
+        # (The core keeps `rst` itself: `wr.ready` is 1 from the first cycle after it,
+        # so the core must take writes from then. With a leaf of its own, the first two
+        # writes after a reset were lost.) Copies with the same input differ in power-on
+        # value (which keeps yosys from merging them); the packet queue's leaf is fed by
+        # the AND of both tops (so it is not a third copy of the same flip-flop). That
+        # equals `rst` two cycles before, but at power-on, where it lets the packet queue
+        # leave its reset a cycle early while nothing reaches it.
         tops = {}
         for top, init, leaves in (("a", 1, (("dp_in", 1), ("dp_q", 0))),
                                   ("b", 0, (("dp_cnt", 1), ("dp_out", 0)))):
@@ -251,9 +251,7 @@ class FrameDatapath(wiring.Component):
             m.d.sync += rst1.eq(ResetSignal())
             for name, init2 in leaves:
                 _reset_leaf(m, name, init2, rst1)
-        _reset_leaf(m, "dp_core", 1, tops["a"] | tops["b"])
         _reset_leaf(m, "dp_pq", 0, tops["a"] & tops["b"])
-        m.submodules.core = core = DomainRenamer("dp_core")(self.core)
         m.submodules.parser = parser = DomainRenamer("dp_in")(self.parser)
         lc = self._cfg.lifecycle
         auth = lc.auth
