@@ -99,6 +99,7 @@ def _reset_leaf(m: Module, name: str, init: int, src) -> None:
     m.domains += cd
     m.d.comb += [cd.clk.eq(ClockSignal()), cd.rst.eq(rst)]
 
+
 class FrameDatapath(wiring.Component):
     """The l4lb data plane on Ethernet frames (see the module docstring).
 

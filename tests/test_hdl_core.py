@@ -253,7 +253,7 @@ def test_core_init_images_replace_loading(small_cfg):
     _check(got, exp, ops)
 
 
-def testsplit_counter_exact_through_carries():
+def test_split_counter_exact_through_carries():
     """A 20-bit counter (two 10-bit halves; the upper bits of the low half tested a cycle
     early for the carry) counts the cycles with ``inc`` high, two cycles late, exactly
     through several carries of the low half, including increments right after one."""

@@ -35,7 +35,8 @@ FRAME_ROLES = ("frame_buffer", "frame_queue")
 #: Measured on the same netlists (2026-11-30, 200 MHz requested): the W = 8 datapath,
 #: seeds 1..4, 194.9 / 191.3 / 189.8 / 181.0 MHz against heap's 167.8 / 151.5 / 168.3 /
 #: 162.8; the core, seeds 1..5, worst 210.7 against heap's 187.8. Heap spread modules
-#: over the die (4-5 ns routes inside one queue). docs/datapath.md "Timing" has the runs.
+#: over the die (4.6-5.1 ns routes between neighbouring registers). docs/datapath.md
+#: "Timing" has the runs.
 ECP5_PLACER = ("--placer", "static")
 
 #: A memory of at least this many bits must never be built from flip-flops.
