@@ -257,8 +257,10 @@ class FrameDatapath(wiring.Component):
         lc = self._cfg.lifecycle
         auth = lc.auth
         bl = beat_layout(W)
-        # unchecked: `s.ready` is high only when the buffer's `w.ready` will be
-        buf = BlockRamFifo(bl.size, self.buffer_beats, ready_ahead=True, checked=False)
+        # unchecked: `s.ready` is high only when the buffer's `w.ready` will be. A deep
+        # (pointer-counted) ring reads late: a frame's beats wait for its decision anyway
+        buf = BlockRamFifo(bl.size, self.buffer_beats, ready_ahead=True, checked=False,
+                           late_reads=True)
         # unchecked (a write is the registered `valid` alone): the frame credit below
         # keeps every queue's `w.ready` high; the ring reads decided a cycle ahead
         recq = BlockRamFifo(record_layout(auth).size, self.frame_slots, checked=False,

@@ -55,7 +55,7 @@ of its highest ``keep`` bit plus one. ``user`` on any beat marks the frame as er
 is flagged ``oversize`` (the datapath drops both kinds; the model has neither).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Signal, Value
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -183,11 +183,13 @@ class _Regs:
 _WEN_COPIES = 4
 
 
-def _copies(m: Module, expr, n: int, name: str) -> list[Signal]:
+def _copies(m: Module, expr, n: int, name: str, cleared: bool = False) -> list[Signal]:
     """``expr`` registered in ``n`` (at most 4) flip-flops that yosys does not merge:
     they differ in reset class (reset or not) and power-on value, so one enable's
     fan-out can be split. Only for values whose state at and right after a reset does
-    not matter (a window write then stores bytes no frame has claimed yet)."""
+    not matter (a window write then stores bytes no frame has claimed yet), or, with
+    ``cleared``, whose reset-less copies take 0 while the reset is asserted (so every
+    copy is 0 after a reset)."""
     assert 1 <= n <= 4
     expr = Value.cast(expr)
     out = []
@@ -195,7 +197,7 @@ def _copies(m: Module, expr, n: int, name: str) -> list[Signal]:
         init = 0 if k < 2 else (1 << len(expr)) - 1
         q = Signal(expr.shape(), name=f"{name}{'' if k == 0 else k}", init=init,
                    reset_less=bool(k % 2))
-        m.d.sync += q.eq(expr)
+        m.d.sync += q.eq(Mux(ResetSignal(), 0, expr) if cleared and k % 2 else expr)
         out.append(q)
     return out
 
@@ -284,12 +286,24 @@ class FrameParser(wiring.Component):
         # enable on all 8 W bits of a segment was a 6.1 ns route on ECP5, the window bits
         # sitting by their consumers; computed from the input's transfer, the enables
         # were three LUT levels from `s.ready`, and later a 2.8 ns route from one shared
-        # "take" LUT)
+        # "take" LUT). Each copy keeps `oh` and the input's `valid` and `last` itself, so
+        # its enables are computed where they are used (from one `q_valid`, a 3.0-3.2 ns
+        # route into the copies' LUTs on ECP5). The input copies differ in reset class and
+        # power-on value (`_copies`), and a copy's `valid` and `last` alike, so every `oh`
+        # takes the same steps: every `valid` is 0 after a reset, and a first-cycle beat
+        # that is only power-on values is a last beat, which sets `oh` to its power-on
+        # value.
         win = Signal(8 * W * nb, reset_less=True)
-        oh = Signal(nb, init=1)
-        with m.If(q_valid):
-            m.d.sync += oh.eq(Mux(q.last, 1, oh << 1))
-        wens = _copies(m, Mux(q_valid, oh, 0), _WEN_COPIES, "wen")
+        qvs = _copies(m, self.beat.valid, _WEN_COPIES, "q_valid_c", cleared=True)
+        qls = _copies(m, self.beat.payload.last, _WEN_COPIES, "q_last_c")
+        wens = []
+        for c, (qv, ql) in enumerate(zip(qvs, qls, strict=True)):
+            oh = Signal(nb, init=1, name=f"oh{c}")
+            with m.If(qv):
+                m.d.sync += oh.eq(Mux(ql, 1, oh << 1))
+            wen = Signal(nb, name=f"wen{c}", reset_less=True)
+            m.d.sync += wen.eq(Mux(qv, oh, 0))
+            wens.append(wen)
         quarter = 8 * W // _WEN_COPIES
         for b in range(nb):
             for c, wen in enumerate(wens):
@@ -430,13 +444,24 @@ class FrameParser(wiring.Component):
         gt_hlen = [r.reg(f"p5_hlen_gt{l3}", hlen4 > sat_n[l3]) for l3 in _L3]
         # the total length in two halves (an 11-bit compare of registers was a carry
         # chain and three multiplexer levels, 5.3-5.6 ns on ECP5): high half greater,
-        # high half equal, low half greater, joined in p6
+        # high half equal, low half greater, joined in p6. Each is compared in p4, with
+        # the count before and after saturation, and picked in p5 (compared in p5 with
+        # the saturated count, the low half was a 1.7 ns route into a carry chain and a
+        # LUT behind it, 5.2 ns on ECP5)
         lo = nw // 2
         tot_hi = r.reg("p5_tot_hi", p4_tot_hi)
-        gt_tot = [(tot_hi,
-                   r.reg(f"p5_tot_hgt{l3}", total4[lo:nw] > sat_n[l3][lo:]),
-                   r.reg(f"p5_tot_heq{l3}", total4[lo:nw] == sat_n[l3][lo:]),
-                   r.reg(f"p5_tot_lgt{l3}", total4[:lo] > sat_n[l3][:lo]))
+        total3 = _be16(ipf, 2)
+        p4_over = r.reg("p4_over", p3_over)
+        halves = (("hgt", lambda t, a: t[lo:nw] > a[lo:]),
+                  ("heq", lambda t, a: t[lo:nw] == a[lo:]),
+                  ("lgt", lambda t, a: t[:lo] > a[:lo]))
+
+        def total_vs_avail(kind: str, cmp, l3: int) -> Signal:
+            fits = r.reg(f"p4_tot_{kind}{l3}", cmp(total3, diff[l3]))
+            over = r.reg(f"p4_tot_{kind}{l3}_over", cmp(total3, Const(top - l3, nw)))
+            return r.reg(f"p5_tot_{kind}{l3}", Mux(p4_over, over, fits))
+
+        gt_tot = [(tot_hi, *(total_vs_avail(kind, cmp, l3) for kind, cmp in halves))
                   for l3 in _L3]
         p5_tags = r.reg("p5_tags", p4_tags)
         p5_l4min = r.reg("p5_l4min", Cat(Const(0, 2), ihl4 + Mux(p4_tcp, 5, 2)), 7)

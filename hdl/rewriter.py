@@ -64,6 +64,7 @@ nothing is lost or reordered. With ``m`` always ready a frame of ``k`` beats tak
 
 import functools
 import operator
+from typing import NamedTuple
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -138,12 +139,22 @@ def _full_next(hv, full, valid, pop):
     return ~pop & (full | (hv & valid))
 
 
+class _Pair(NamedTuple):
+    """What :func:`_pair` returns. The caller drives ``pop`` (and ``pop_slots``, the
+    same decision, where asked for)."""
+    valid: Signal       # a flip-flop: the head is valid
+    head: data.View     # the oldest word
+    pop: Signal         # take the head (only while ``valid``)
+    copies: list        # further flip-flops equal to ``valid``
+    pop_slots: Signal   # ``pop`` for the slot enables: ``pop`` itself unless asked for
+
+
 def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
-          copies: int = 0, heads=()) -> tuple:
+          copies: int = 0, heads=(), pop_slots: bool = False) -> _Pair:
     """Two registers taking ``src`` (a stream interface) and read alternately, with
     ``src.ready`` a flip-flop (low only while both hold a word), so the reader's
-    decision never reaches the queue behind it in the same cycle. Returns ``(valid,
-    head, pop)``: ``valid`` is a flip-flop, ``head`` (the oldest word, valid while
+    decision never reaches the queue behind it in the same cycle. Returns a
+    :class:`_Pair`: ``valid`` is a flip-flop, ``head`` (the oldest word, valid while
     ``valid``) a 2:1 multiplexer per bit whose select is a flip-flop, and the caller
     drives ``pop`` (take the head; only while ``valid``). One word per cycle passes.
 
@@ -163,13 +174,17 @@ def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
     in ``heads`` are read from a head register of their own instead of the multiplexer
     (a flip-flop that a pop refills from the other slot or the input), for a reader
     whose ``pop`` depends on them: through the multiplexer, the beat read (``consume``
-    from the verdict's ``drop``) was three LUT levels, 6.1 ns on ECP5."""
+    from the verdict's ``drop``) was three LUT levels, 6.1 ns on ECP5. With
+    ``pop_slots``, the slot enables read a second copy of the decision (``pop_slots``,
+    which the caller computes apart and keeps a net of its own): from ``pop`` itself,
+    abc built them from the ``full`` flag's next state, two LUTs behind ``pop``."""
     fields = [f for f, _ in shape]
     unknown = (set(fast) | set(heads)) - set(fields)
     assert not unknown, unknown
     hv = Signal(name=f"{name}_hv")      # holds a word
     full = Signal(name=f"{name}_full")  # holds two
     pop = Signal(name=f"{name}_pop")
+    pop_en = Signal(name=f"{name}_pop_slots", attrs={"keep": 1}) if pop_slots else pop
     push = Signal(name=f"{name}_push")
     head = Signal(shape, name=f"{name}_head")
     word = shape(src.payload)           # a view of the input (a queue's is plain bits)
@@ -209,7 +224,7 @@ def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
             m.d.comb += [en_pop.eq(hit),
                          en_hold.eq(~_full_next(hv, full, push, Const(0, 1)) & hit)]
             en = Signal(name=f"{name}{suffix}_en{k}", init=int(init == k))
-            m.d.sync += en.eq(Mux(pop, en_pop, en_hold))
+            m.d.sync += en.eq(Mux(pop_en, en_pop, en_hold))
             with m.If(en):
                 m.d.sync += [getattr(slot[k], f).eq(getattr(word, f)) for f in names]
         for f in names:
@@ -224,7 +239,7 @@ def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
                 m.d.sync += hd.eq(Mux(full, Mux(rp, getattr(slot[0], f), getattr(slot[1], f)),
                                       getattr(word, f)))
             m.d.comb += getattr(head, f).eq(hd)
-    return (hv, head, pop, extra) if copies else (hv, head, pop)
+    return _Pair(hv, head, pop, extra, pop_en)
 
 
 def _stage(m: Module, src, shape: data.StructLayout, name: str, fast=()):
@@ -232,9 +247,9 @@ def _stage(m: Module, src, shape: data.StructLayout, name: str, fast=()):
     ``ready`` are flip-flops on both sides, one word per cycle passes, one cycle later.
     Returns the interface and a copy of its ``valid`` (a flip-flop of its own)."""
     out = stream.Signature(shape.size).create(path=(name,))
-    valid, head, pop, (copy,) = _pair(m, src, shape, name, fast, copies=1)
-    m.d.comb += [out.valid.eq(valid), out.payload.eq(head), pop.eq(valid & out.ready)]
-    return out, copy
+    p = _pair(m, src, shape, name, fast, copies=1)
+    m.d.comb += [out.valid.eq(p.valid), out.payload.eq(p.head), p.pop.eq(p.valid & out.ready)]
+    return out, p.copies[0]
 
 
 def _join_ahead(m: Module, rec_valid, rec_core, dec_valid, credit_next) -> tuple:
@@ -363,8 +378,10 @@ class Rewriter(wiring.Component):
         rec_in, rec_in_valid = _stage(m, self.rec, record_layout(ch), "rec_in",
                                       fast=("core",))
         dec_in, dec_in_valid = _stage(m, self.dec, dest_layout(ch), "dec_in")
-        rec_valid, rec, rec_pop = _pair(m, rec_in, record_layout(ch), "rec", fast=("drop",))
-        dec_valid, dec, dec_pop = _pair(m, dec_in, dest_layout(ch), "dec", fast=("action",))
+        rec_valid, rec, rec_pop, _, _ = _pair(m, rec_in, record_layout(ch), "rec",
+                                              fast=("drop",))
+        dec_valid, dec, dec_pop, _, _ = _pair(m, dec_in, dest_layout(ch), "dec",
+                                              fast=("action",))
         credit_next = Signal()
         go, dpop, hc = _join_ahead(m, rec_in_valid, record_layout(ch)(rec_in.payload).core,
                                    dec_in_valid, credit_next)
@@ -470,7 +487,7 @@ class Rewriter(wiring.Component):
 
         # ---- v2: the verdict of the frame whose beats pass now: the head of a register
         # pair behind the verdict queue, popped with the frame's last beat ---------------
-        v2_valid, v2, v2_pop = _pair(m, vq.r, _VERDICT, "v2",
+        v2_valid, v2, v2_pop, _, _ = _pair(m, vq.r, _VERDICT, "v2",
                                   fast=("drop", "rw", "at") + (("ch", "tags") if ch else ()),
                                   heads=("drop",))
 
@@ -484,10 +501,15 @@ class Rewriter(wiring.Component):
         # hdl/fifo.py): flattened into the datapath, abc mapped this read and the pairs'
         # flags behind it in three LUT levels where two do (5.8 ns on ECP5)
         ocredit = Signal(init=1, attrs={KEEP_HIERARCHY_ATTR: 1})
-        b_valid, beat, b_pop = _pair(m, self.beats, beat_layout(W), "beat", fast=("last",),
-                                     heads=("last",))
+        b_valid, beat, b_pop, _, b_pop_slots = _pair(m, self.beats, beat_layout(W), "beat",
+                                                     fast=("last",), heads=("last",),
+                                                     pop_slots=True)
         ob = Signal(range(nb + 1))           # beat index in the frame, saturating at nb
-        consume = Signal()
+        # `consume` is kept a net of its own (a LUT of four flip-flops), so the beat pair's
+        # flags are one LUT behind it: left to abc, the pair's `held` flag was built from
+        # the head's refill enable (`pop | ~held`), three LUT levels from `held`, 5.3 ns
+        # on ECP5
+        consume = Signal(attrs={"keep": 1})
         # `done` is kept a net of its own (a LUT of five flip-flops), so what it drives (the
         # verdict pair's pointers, flags and slot enables) is one LUT further: left to
         # abc, `consume` and `done` were two LUTs before those, 5.8-6.0 ns on ECP5. It
@@ -495,12 +517,17 @@ class Rewriter(wiring.Component):
         # build it from `consume`'s LUT: that was a LUT and a 0.7-0.9 ns route more,
         # 5.1-5.2 ns on ECP5. The two agree whenever a beat is held: after a reset the
         # beat pair is empty for a cycle, and from the next the copy has the count's.
+        # The beat pair's slot enables read `consume` computed apart (`b_pop_slots`, see
+        # `_pair`) from a third copy of `ocredit` (power-on value 0, which keeps yosys from
+        # merging it with `ocredit_d`; no beat is held in the first cycle).
         ocredit_d = Signal(name="ocredit_d", init=1, reset_less=True)
+        ocredit_s = Signal(name="ocredit_s", init=0, reset_less=True)
         done = Signal(attrs={"keep": 1})
         emit = Signal()
         m.d.comb += [
             consume.eq(b_valid & v2_valid & (v2.drop | ocredit)),
             b_pop.eq(consume),
+            b_pop_slots.eq(b_valid & v2_valid & (v2.drop | ocredit_s)),
             done.eq(b_valid & v2_valid & (v2.drop | ocredit_d) & beat.last),
             v2_pop.eq(done),
         ]
@@ -528,14 +555,22 @@ class Rewriter(wiring.Component):
         r_valid = Signal()      # = emit, registered
         r_beat = Signal(beat_layout(W), name="r_beat", reset_less=True)
         # (the lanes are gated by `here` in h: gated here, the compare drove the reset
-        # pins of r_sel through a third LUT)
-        r_here = Signal(_PATCHES, name="r_here", reset_less=True)
+        # pins of r_sel through a third LUT). `here` = the patch's enable and its beat
+        # index equal to `ob`, registered as the enable and the compare in groups of up
+        # to four bits, ANDed in h's lane select (the whole compare, behind the pair's
+        # read multiplexer, was three LUT levels, 5.05 ns on ECP5)
+        groups = [(lo, min(lo + 4, len(ob))) for lo in range(0, len(ob), 4)]
+        r_here = [[Signal(name=f"r_here{k}_en", reset_less=True)]
+                  + [Signal(name=f"r_here{k}_eq{g}", reset_less=True)
+                     for g in range(len(groups))] for k in range(_PATCHES)]
         r_lane = [Signal(W // 2, name=f"r_lane{k}", reset_less=True) for k in range(_PATCHES)]
         r_val = [Signal(16, name=f"r_val{k}", reset_less=True) for k in range(_PATCHES)]
         m.d.sync += [r_valid.eq(emit), r_beat.eq(beat)]
         for k in range(_PATCHES):
-            m.d.sync += [r_here[k].eq(v2.at[k].en & (v2.at[k].beat == ob)),
+            m.d.sync += [r_here[k][0].eq(v2.at[k].en),
                          r_lane[k].eq(v2.p[k].lane), r_val[k].eq(v2.p[k].value)]
+            m.d.sync += [r_here[k][1 + g].eq(v2.at[k].beat[lo:hi] == ob[lo:hi])
+                         for g, (lo, hi) in enumerate(groups)]
         # outstanding: beats emitted and not yet taken from `m`, counted from registered
         # events like the verdict credit above (takes registered twice, as its pops).
         # A beat is counted as it is written into the output queue (`o_valid`, defined
@@ -547,7 +582,8 @@ class Rewriter(wiring.Component):
         o_valid = Signal()
         out_n = up_down_thermometer(m, ocap, o_valid, otake_qq, "out_beats")
         m.d.sync += [otake_q.eq(oq.r.valid & oq.r.ready), otake_qq.eq(otake_q),
-                     ocredit.eq(~out_n[ocap - 6]), ocredit_d.eq(~out_n[ocap - 6])]
+                     ocredit.eq(~out_n[ocap - 6]), ocredit_d.eq(~out_n[ocap - 6]),
+                     ocredit_s.eq(~out_n[ocap - 6])]
 
         # h: r registered once more (each patch's lanes where it lands in this beat), so
         # r sits by the beat read and h travels to the lanes (r_sel, placed by the lanes
@@ -555,7 +591,8 @@ class Rewriter(wiring.Component):
         h_valid = nxt(r_valid, "h_valid")
         h_beat = nxt(r_beat, "h_beat")
         h_sel = [Signal(W // 2, name=f"h_sel{k}", reset_less=True) for k in range(_PATCHES)]
-        m.d.sync += [h_sel[k].eq(Mux(r_here[k], r_lane[k], 0)) for k in range(_PATCHES)]
+        m.d.sync += [h_sel[k].eq(Mux(Cat(*r_here[k]).all(), r_lane[k], 0))
+                     for k in range(_PATCHES)]
         h_val = [nxt(x, f"h_val{k}") for k, x in enumerate(r_val)]
 
         # p: per lane, whether a patch lands there and its value (patches never share a

@@ -101,11 +101,22 @@ def test_stream_fifo_validates():
         StreamFifo(0, 4)
 
 
+def _late(width: int, depth: int, late: bool) -> BlockRamFifo:
+    """A queue counted with pointers that reads late (``late_reads``), or the default."""
+    if not late:
+        return BlockRamFifo(width, depth)
+    dut = BlockRamFifo(width, depth, pointer_counts=True, late_reads=True)
+    assert dut._late
+    return dut
+
+
+@pytest.mark.parametrize("late", [False, True])
 @pytest.mark.parametrize("depth", [2, 36, 61])
-def test_block_ram_fifo_random_traffic(depth):
+def test_block_ram_fifo_random_traffic(depth, late):
     """Random writes (never more than ``capacity`` outstanding) and reads: ``w.ready`` is
-    always high for such a writer, every word comes out once and in order."""
-    dut = BlockRamFifo(23, depth)
+    always high for such a writer, every word comes out once and in order (also when
+    the ring reads late)."""
+    dut = _late(23, depth, late)
     assert dut.capacity >= depth
     rng = random.Random(depth)
     out: list[int] = []
@@ -135,10 +146,12 @@ def test_block_ram_fifo_random_traffic(depth):
     assert out == sent
 
 
-def test_block_ram_fifo_latency_and_rate():
-    """A word written into an empty queue is on ``r`` ``latency`` cycles later; a word
-    per cycle in gives a word per cycle out."""
-    dut = BlockRamFifo(8, 36)
+@pytest.mark.parametrize("late", [False, True])
+def test_block_ram_fifo_latency_and_rate(late):
+    """A word written into an empty queue is on ``r`` ``latency`` cycles later (two more
+    when the ring reads late); a word per cycle in gives a word per cycle out."""
+    dut = _late(8, 36, late)
+    assert dut.latency == BlockRamFifo(8, 36).latency + 2 * late
     got: list[tuple[int, int]] = []
 
     async def tb(ctx):
@@ -156,10 +169,11 @@ def test_block_ram_fifo_latency_and_rate():
     assert got[-1][0] - got[0][0] == 99  # no bubble
 
 
-def test_block_ram_fifo_write_side_backs_off_when_full():
+@pytest.mark.parametrize("late", [False, True])
+def test_block_ram_fifo_write_side_backs_off_when_full(late):
     """With nothing read, ``w.ready`` falls before the ring overflows and nothing is
     lost; the words then all come out in order."""
-    dut = BlockRamFifo(8, 10)
+    dut = _late(8, 10, late)
     accepted: list[int] = []
     out: list[int] = []
 

@@ -7,6 +7,7 @@ frame (every malformed class, the priority cases, random and mutated frames), th
 import random
 
 import pytest
+from amaranth.hdl import ClockDomain, Module
 
 from hdl.parser import PARSE_LATENCY, FrameParser, beat_layout
 from l4lb.framegen import (
@@ -75,19 +76,22 @@ def run_parser(frames: list[bytes], width: int, gaps: float = 0.0, max_frame: in
             assert cycle < 20 * len(seq) + 100, "parser hung"
 
     run_sim(dut, tb)
-    recs = []
-    for v in got:
-        recs.append({"reason": int(v.reason), "rx_error": int(v.rx_error),
-                     "oversize": int(v.oversize), "src_ip": int(v.key.src_ip),
-                     "dst_ip": int(v.key.dst_ip), "src_port": int(v.key.src_port),
-                     "dst_port": int(v.key.dst_port), "proto": int(v.key.proto),
-                     "tcp_flags": int(v.tcp_flags), "tags": int(v.tags), "ihl": int(v.ihl),
-                     "ip_csum": int(v.ip_csum), "l4_csum": int(v.l4_csum),
-                     "ip_part": int(v.ip_part), "l4_part": int(v.l4_part)})
-        if challenge:
-            recs[-1] |= {"seq": int(v.seq), "macs": int(v.macs), "ch_ip": int(v.ch_ip),
-                         "ch_l4": int(v.ch_l4)}
-    return recs, lat
+    return [_record(v, challenge) for v in got], lat
+
+
+def _record(v, challenge: bool = False) -> dict:
+    """A parser record (as sampled from ``frame.payload``) as a dict of ints."""
+    rec = {"reason": int(v.reason), "rx_error": int(v.rx_error),
+           "oversize": int(v.oversize), "src_ip": int(v.key.src_ip),
+           "dst_ip": int(v.key.dst_ip), "src_port": int(v.key.src_port),
+           "dst_port": int(v.key.dst_port), "proto": int(v.key.proto),
+           "tcp_flags": int(v.tcp_flags), "tags": int(v.tags), "ihl": int(v.ihl),
+           "ip_csum": int(v.ip_csum), "l4_csum": int(v.l4_csum),
+           "ip_part": int(v.ip_part), "l4_part": int(v.l4_part)}
+    if challenge:
+        rec |= {"seq": int(v.seq), "macs": int(v.macs), "ch_ip": int(v.ch_ip),
+                "ch_l4": int(v.ch_l4)}
+    return rec
 
 
 def check_against_model(frames: list[bytes], recs: list[dict]) -> dict[Reason, int]:
@@ -183,6 +187,40 @@ def test_min_frames_one_per_cycle_at_w64():
     recs, lat = run_parser(frames, 64)
     check_against_model(frames, recs)
     assert set(lat) == {PARSE_LATENCY}
+
+
+@pytest.mark.parametrize("width", [8, 64])
+def test_reset_mid_frame_with_a_beat_offered(width):
+    """A one-cycle reset while a frame's beats flow, one offered in the reset cycle: that
+    frame is forgotten, and the frames after it parse as the model's (the window's
+    write-enable copies, some of them reset-less, restart in step)."""
+    rng = random.Random(11)
+    first = beats_of(build_frame(rng, _packets(rng, 1)[0], payload=400), width)
+    frames = [build_frame(rng, p) for p in _packets(rng, 20)]
+    dut = FrameParser(width)
+    top = Module()
+    top.domains.sync = cd = ClockDomain()
+    top.submodules.dut = dut
+    got = []
+
+    async def tb(ctx):
+        ctx.set(dut.beat.valid, 1)
+        for k in range(5):      # four beats, the fifth (not the last) during the reset
+            ctx.set(dut.beat.payload, first[k])
+            ctx.set(cd.rst, k == 4)
+            await ctx.tick()
+        ctx.set(cd.rst, 0)
+        seq = [b for f in frames for b in beats_of(f, width)]
+        for cycle in range(len(seq) + 4 * PARSE_LATENCY):
+            ctx.set(dut.beat.valid, cycle < len(seq))
+            if cycle < len(seq):
+                ctx.set(dut.beat.payload, seq[cycle])
+            if ctx.get(dut.frame.valid):
+                got.append(_record(ctx.get(dut.frame.payload)))
+            await ctx.tick()
+
+    run_sim(top, tb)
+    check_against_model(frames, got)
 
 
 def test_rx_error_and_oversize_flags():
