@@ -64,9 +64,8 @@ nothing is lost or reordered. With ``m`` always ready a frame of ``k`` beats tak
 
 import functools
 import operator
-from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -74,6 +73,7 @@ from model.layout import Action
 
 from .challenge import CHALLENGE_LAYOUT, ChallengeBeats, reply_length
 from .fifo import KEEP_HIERARCHY_ATTR, StreamFifo, up_down_thermometer
+from .pairs import full_next, held_next, pair_stage, register_pair
 from .parser import HEADER_BYTES, beat_layout, check_beat_width
 
 __all__ = ["Rewriter", "RECORD_LAYOUT", "DEST_LAYOUT", "REWRITE_LATENCY", "record_layout",
@@ -126,141 +126,15 @@ _VQ_DEPTH = 17
 _OQ_DEPTH = 17
 
 
-def _held_next(hv, full, valid, pop):
-    """A register pair's "holds a word" flag in the next cycle (words held: n + push -
-    pop, push = valid & ~full); the pair (:func:`_pair`) and its copies use this one
-    expression."""
-    return full | valid | (hv & ~pop)
-
-
-def _full_next(hv, full, valid, pop):
-    """A register pair's "holds two words" flag in the next cycle (as
-    :func:`_held_next`)."""
-    return ~pop & (full | (hv & valid))
-
-
-class _Pair(NamedTuple):
-    """What :func:`_pair` returns. The caller drives ``pop`` (and ``pop_slots``, the
-    same decision, where asked for)."""
-    valid: Signal       # a flip-flop: the head is valid
-    head: data.View     # the oldest word
-    pop: Signal         # take the head (only while ``valid``)
-    copies: list        # further flip-flops equal to ``valid``
-    pop_slots: Signal   # ``pop`` for the slot enables: ``pop`` itself unless asked for
-
-
-def _pair(m: Module, src, shape: data.StructLayout, name: str, fast=(),
-          copies: int = 0, heads=(), pop_slots: bool = False) -> _Pair:
-    """Two registers taking ``src`` (a stream interface) and read alternately, with
-    ``src.ready`` a flip-flop (low only while both hold a word), so the reader's
-    decision never reaches the queue behind it in the same cycle. Returns a
-    :class:`_Pair`: ``valid`` is a flip-flop, ``head`` (the oldest word, valid while
-    ``valid``) a 2:1 multiplexer per bit whose select is a flip-flop, and the caller
-    drives ``pop`` (take the head; only while ``valid``). One word per cycle passes.
-
-    ``pop`` reaches only the read selects and the two occupancy flags. (A skid buffer
-    whose head register refills when taken put ``pop`` on the enable of every head bit:
-    on ECP5 that fan-out made the join and the verdict pop the W = 8 datapath's critical
-    paths, 6.6-6.9 ns.) The free register takes the input in every cycle it is free,
-    whether or not a word is offered, so its enable is the occupancy alone (a flip-flop
-    per register, computed from the next state). The fields
-    named in ``fast`` (those the reader decides on) are held in a pair of their own
-    whose pointers start at 1, not 0 (so yosys keeps them apart from the others'): their
-    read select drives those fields' multiplexers only (one select on a 127-bit verdict
-    was a 2.1 ns route).
-
-    With ``copies``, a list of that many further copies of ``valid`` follows, each a
-    flip-flop of its own, for a reader far from the pair's other loads. The fields named
-    in ``heads`` are read from a head register of their own instead of the multiplexer
-    (a flip-flop that a pop refills from the other slot or the input), for a reader
-    whose ``pop`` depends on them: through the multiplexer, the beat read (``consume``
-    from the verdict's ``drop``) was three LUT levels, 6.1 ns on ECP5. With
-    ``pop_slots``, the slot enables read a second copy of the decision (``pop_slots``,
-    which the caller computes apart and keeps a net of its own): from ``pop`` itself,
-    abc built them from the ``full`` flag's next state, two LUTs behind ``pop``."""
-    fields = [f for f, _ in shape]
-    unknown = (set(fast) | set(heads)) - set(fields)
-    assert not unknown, unknown
-    hv = Signal(name=f"{name}_hv")      # holds a word
-    full = Signal(name=f"{name}_full")  # holds two
-    pop = Signal(name=f"{name}_pop")
-    pop_en = Signal(name=f"{name}_pop_slots", attrs={"keep": 1}) if pop_slots else pop
-    push = Signal(name=f"{name}_push")
-    head = Signal(shape, name=f"{name}_head")
-    word = shape(src.payload)           # a view of the input (a queue's is plain bits)
-    # `src.ready` is a copy of `~full` of its own (`rdy`), which the placer can put by
-    # the queue behind: `full` also enables every slot bit, and from there it reached the
-    # verdict queue's refill logic over a 2.9 ns route on ECP5. It holds `~full`, not
-    # `full`: behind a queue kept a module of its own, the inverter was a LUT of its own
-    # on the way into the queue. (A flag feeds itself back, so yosys keeps the copy.)
-    rdy = Signal(name=f"{name}_rdy", init=1)
-    m.d.comb += [src.ready.eq(rdy), push.eq(src.valid & ~full)]
-    # words held: n + push - pop, as the two flags
-    full_next = Signal(name=f"{name}_full_next")
-    m.d.comb += full_next.eq(_full_next(hv, full, push, pop))
-    m.d.sync += [hv.eq(_held_next(hv, full, push, pop)), full.eq(full_next),
-                 rdy.eq(~_full_next(hv, ~rdy, src.valid, pop))]
-    extra = [Signal(name=f"{name}_hv_c{k}") for k in range(copies)]
-    m.d.sync += [c.eq(_held_next(c, full, push, pop)) for c in extra]
-    groups = [("", [f for f in fields if f not in fast], 0), ("_f", list(fast), 1)]
-    for suffix, names, init in groups:
-        if not names:
-            continue
-        wp = Signal(name=f"{name}{suffix}_wp", init=init)   # the free register (not full)
-        rp = Signal(name=f"{name}{suffix}_rp", init=init)   # the head
-        m.d.sync += [wp.eq(wp ^ push), rp.eq(rp ^ pop)]
-        slot = [Signal(data.StructLayout({f: shape[f].shape for f in names}),
-                       name=f"{name}{suffix}_s{k}", reset_less=True) for k in range(2)]
-        for k in range(2):
-            # slot k's enable, ~full & (wp == k), is a flip-flop computed from the next
-            # state (a LUT there put a 2.6 ns route between it and the slot bits on ECP5).
-            # `pop` (the reader's decision, a LUT itself) selects between its two values,
-            # each a LUT of flip-flops kept a net of its own: so `pop` is one LUT from the
-            # enable (left to abc it was two, and `consume` -> the beat pair's enables
-            # 5.1-5.3 ns on ECP5). With a pop the pair is not full next.
-            hit = (wp ^ push) == k
-            en_pop = Signal(name=f"{name}{suffix}_enp{k}", attrs={"keep": 1})
-            en_hold = Signal(name=f"{name}{suffix}_enh{k}", attrs={"keep": 1})
-            m.d.comb += [en_pop.eq(hit),
-                         en_hold.eq(~_full_next(hv, full, push, Const(0, 1)) & hit)]
-            en = Signal(name=f"{name}{suffix}_en{k}", init=int(init == k))
-            m.d.sync += en.eq(Mux(pop_en, en_pop, en_hold))
-            with m.If(en):
-                m.d.sync += [getattr(slot[k], f).eq(getattr(word, f)) for f in names]
-        for f in names:
-            if f not in heads:
-                m.d.comb += getattr(head, f).eq(Mux(rp, getattr(slot[1], f),
-                                                    getattr(slot[0], f)))
-                continue
-            # the head after a pop is the second word (full) or the one arriving; while
-            # empty the register takes the input, as the free slot does
-            hd = Signal(shape[f].shape, name=f"{name}_hd_{f}", reset_less=True)
-            with m.If(pop | ~hv):
-                m.d.sync += hd.eq(Mux(full, Mux(rp, getattr(slot[0], f), getattr(slot[1], f)),
-                                      getattr(word, f)))
-            m.d.comb += getattr(head, f).eq(hd)
-    return _Pair(hv, head, pop, extra, pop_en)
-
-
-def _stage(m: Module, src, shape: data.StructLayout, name: str, fast=()):
-    """A register pair (:func:`_pair`) as a stream interface of its own: ``valid`` and
-    ``ready`` are flip-flops on both sides, one word per cycle passes, one cycle later.
-    Returns the interface and a copy of its ``valid`` (a flip-flop of its own)."""
-    out = stream.Signature(shape.size).create(path=(name,))
-    p = _pair(m, src, shape, name, fast, copies=1)
-    m.d.comb += [out.valid.eq(p.valid), out.payload.eq(p.head), p.pop.eq(p.valid & out.ready)]
-    return out, p.copies[0]
-
-
 def _join_ahead(m: Module, rec_valid, rec_core, dec_valid, credit_next) -> tuple:
-    """The join of the ``rec`` and ``dec`` register pairs (:func:`_pair`), decided a
-    cycle ahead. Returns ``(go, dpop, hc)``, flip-flops: ``go`` takes the head record,
+    """The join of the ``rec`` and ``dec`` register pairs (:func:`register_pair`),
+    decided a cycle ahead. Returns ``(go, dpop, hc)``, flip-flops: ``go`` takes the head record,
     ``dpop`` (``go & hc``) the head decision, and ``hc`` is the head record's ``core``
     bit. ``go`` is high exactly when the pairs hold a record and, if its ``core`` bit is
     set, a decision, and ``credit_next`` was high in the cycle before.
 
     ``rec_valid`` and ``dec_valid`` are the pairs' input ``valid`` (copies of their own,
-    from :func:`_stage`), ``rec_core`` the ``core`` bit of the record offered. The
+    from :func:`pair_stage`), ``rec_core`` the ``core`` bit of the record offered. The
     pairs' flags are followed here by copies of their own (a flag feeds itself back, so
     yosys keeps each copy), fed from those and this join's decisions alone, so the
     decision's every input is a flip-flop with no other far load.
@@ -281,10 +155,10 @@ def _join_ahead(m: Module, rec_valid, rec_core, dec_valid, credit_next) -> tuple
     rv_n, rf_n, dv_n, df_n, hc_n = (Signal(name=f"join_{n}_next")
                                     for n in ("rv", "rf", "dv", "df", "hc"))
     m.d.comb += [
-        rv_n.eq(_held_next(rv, rf, rec_valid, go)),
-        rf_n.eq(_full_next(rv, rf, rec_valid, go)),
-        dv_n.eq(_held_next(dv, df, dec_valid, dpop)),
-        df_n.eq(_full_next(dv, df, dec_valid, dpop)),
+        rv_n.eq(held_next(rv, rf, rec_valid, go)),
+        rf_n.eq(full_next(rv, rf, rec_valid, go)),
+        dv_n.eq(held_next(dv, df, dec_valid, dpop)),
+        df_n.eq(full_next(dv, df, dec_valid, dpop)),
         # a pop moves the second record (or the one arriving) to the head
         hc_n.eq(Mux(go, Mux(rf, sc, rec_core), Mux(rv, hc, rec_core))),
     ]
@@ -375,13 +249,13 @@ class Rewriter(wiring.Component):
         # join decides on a cycle ahead (the `valid` and the `core` bit arriving at the
         # join's pairs) comes from flip-flops beside it, not from the queues behind it
         # (from the core's decision queue, a 3.8 ns route into the join on ECP5).
-        rec_in, rec_in_valid = _stage(m, self.rec, record_layout(ch), "rec_in",
+        rec_in, rec_in_valid = pair_stage(m, self.rec, record_layout(ch), "rec_in",
                                       fast=("core",))
-        dec_in, dec_in_valid = _stage(m, self.dec, dest_layout(ch), "dec_in")
-        rec_valid, rec, rec_pop, _, _ = _pair(m, rec_in, record_layout(ch), "rec",
-                                              fast=("drop",))
-        dec_valid, dec, dec_pop, _, _ = _pair(m, dec_in, dest_layout(ch), "dec",
-                                              fast=("action",))
+        dec_in, dec_in_valid = pair_stage(m, self.dec, dest_layout(ch), "dec_in")
+        rec_valid, rec, rec_pop, _, _ = register_pair(m, rec_in, record_layout(ch), "rec",
+                                                      fast=("drop",))
+        dec_valid, dec, dec_pop, _, _ = register_pair(m, dec_in, dest_layout(ch), "dec",
+                                                      fast=("action",))
         credit_next = Signal()
         go, dpop, hc = _join_ahead(m, rec_in_valid, record_layout(ch)(rec_in.payload).core,
                                    dec_in_valid, credit_next)
@@ -487,9 +361,9 @@ class Rewriter(wiring.Component):
 
         # ---- v2: the verdict of the frame whose beats pass now: the head of a register
         # pair behind the verdict queue, popped with the frame's last beat ---------------
-        v2_valid, v2, v2_pop, _, _ = _pair(m, vq.r, _VERDICT, "v2",
-                                  fast=("drop", "rw", "at") + (("ch", "tags") if ch else ()),
-                                  heads=("drop",))
+        v2_valid, v2, v2_pop, _, _ = register_pair(
+            m, vq.r, _VERDICT, "v2", fast=("drop", "rw", "at") + (("ch", "tags") if ch else ()),
+            heads=("drop",))
 
         # ---- read: beats taken from the buffer while the output queue has credit (a
         # dropped frame's beats need none); `ocredit` is a flip-flop, so `m.ready` has no
@@ -501,9 +375,9 @@ class Rewriter(wiring.Component):
         # hdl/fifo.py): flattened into the datapath, abc mapped this read and the pairs'
         # flags behind it in three LUT levels where two do (5.8 ns on ECP5)
         ocredit = Signal(init=1, attrs={KEEP_HIERARCHY_ATTR: 1})
-        b_valid, beat, b_pop, _, b_pop_slots = _pair(m, self.beats, beat_layout(W), "beat",
-                                                     fast=("last",), heads=("last",),
-                                                     pop_slots=True)
+        b_valid, beat, b_pop, _, b_pop_slots = register_pair(
+            m, self.beats, beat_layout(W), "beat", fast=("last",), heads=("last",),
+            pop_slots=True)
         ob = Signal(range(nb + 1))           # beat index in the frame, saturating at nb
         # `consume` is kept a net of its own (a LUT of four flip-flops), so the beat pair's
         # flags are one LUT behind it: left to abc, the pair's `held` flag was built from
@@ -518,8 +392,8 @@ class Rewriter(wiring.Component):
         # 5.1-5.2 ns on ECP5. The two agree whenever a beat is held: after a reset the
         # beat pair is empty for a cycle, and from the next the copy has the count's.
         # The beat pair's slot enables read `consume` computed apart (`b_pop_slots`, see
-        # `_pair`) from a third copy of `ocredit` (power-on value 0, which keeps yosys from
-        # merging it with `ocredit_d`; no beat is held in the first cycle).
+        # `register_pair`) from a third copy of `ocredit` (power-on value 0, which keeps
+        # yosys from merging it with `ocredit_d`; no beat is held in the first cycle).
         ocredit_d = Signal(name="ocredit_d", init=1, reset_less=True)
         ocredit_s = Signal(name="ocredit_s", init=0, reset_less=True)
         done = Signal(attrs={"keep": 1})
