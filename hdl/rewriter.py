@@ -398,11 +398,17 @@ class Rewriter(wiring.Component):
         ocredit_s = Signal(name="ocredit_s", init=0, reset_less=True)
         done = Signal(attrs={"keep": 1})
         emit = Signal()
+
+        def read_with(credit):
+            """The beat read (a beat and its verdict held, and room or a drop), decided
+            from one of the copies of `ocredit`."""
+            return b_valid & v2_valid & (v2.drop | credit)
+
         m.d.comb += [
-            consume.eq(b_valid & v2_valid & (v2.drop | ocredit)),
+            consume.eq(read_with(ocredit)),
             b_pop.eq(consume),
-            b_pop_slots.eq(b_valid & v2_valid & (v2.drop | ocredit_s)),
-            done.eq(b_valid & v2_valid & (v2.drop | ocredit_d) & beat.last),
+            b_pop_slots.eq(read_with(ocredit_s)),
+            done.eq(read_with(ocredit_d) & beat.last),
             v2_pop.eq(done),
         ]
         with m.If(consume):
@@ -456,8 +462,7 @@ class Rewriter(wiring.Component):
         o_valid = Signal()
         out_n = up_down_thermometer(m, ocap, o_valid, otake_qq, "out_beats")
         m.d.sync += [otake_q.eq(oq.r.valid & oq.r.ready), otake_qq.eq(otake_q),
-                     ocredit.eq(~out_n[ocap - 6]), ocredit_d.eq(~out_n[ocap - 6]),
-                     ocredit_s.eq(~out_n[ocap - 6])]
+                     *(c.eq(~out_n[ocap - 6]) for c in (ocredit, ocredit_d, ocredit_s))]
 
         # h: r registered once more (each patch's lanes where it lands in this beat), so
         # r sits by the beat read and h travels to the lanes (r_sel, placed by the lanes
