@@ -463,15 +463,13 @@ class BlockRamFifo(wiring.Component):
         sp = Signal(ab, name="settled")    # settles before this cycle
         diff = Signal(ab, name="avail")    # a(c - 1)
         ge = [Signal(name=f"avail_ge{k}") for k in (1, 2, 3)]   # a(c - 2) >= k
-        i2 = Signal(name="i_qq")    # the issue of cycle c - 2
+        s2, i2 = Signal(name="s_qq"), Signal(name="i_qq")       # events of cycle c - 2
         with m.If(settle):
             m.d.sync += sp.eq(sp + 1)
-        m.d.sync += [diff.eq(sp - rp), i2.eq(i_q)]
+        m.d.sync += [diff.eq(sp - rp), s2.eq(s_q), i2.eq(i_q)]
         m.d.sync += [ge[k - 1].eq(diff >= k) for k in (1, 2, 3)]
         if late:
             return ge[2] | (ge[1] & ~(i_q & i2)) | (ge[0] & ~i_q & ~i2)
-        s2 = Signal(name="s_qq")    # the settle of cycle c - 2
-        m.d.sync += s2.eq(s_q)
         # a(c) >= 1 for a(c - 2) in {0, 1, 2}: a(c) - 1 is in -3..3, and its sign bit
         # decides (no comparison of unequal widths, which Verilator -Wall flags)
         a2 = Mux(ge[1], 2, Mux(ge[0], 1, 0))
